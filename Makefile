@@ -1,0 +1,52 @@
+# Everything goes through the lockfile (uv.lock): `make run` and `make test` install exactly
+# the locked versions into .venv first. Only Python >= 3.11 and make are needed.
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.PHONY: install run test test-tcp lint format typecheck check migrate bench clean
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
+
+$(VENV)/.installed: uv.lock pyproject.toml | $(UV)
+	$(UV) sync --frozen --python "$$($(PYTHON) -c 'import sys; print(sys.executable)')"
+	@touch $@
+
+install: $(VENV)/.installed
+
+## Serve the API on http://127.0.0.1:8000 (embedded PostgreSQL unless DATABASE_URL is set).
+run: install
+	$(BIN)/python -m app serve
+
+## The whole test suite with coverage of backend/app (embedded PostgreSQL unless
+## TEST_DATABASE_URL is set).
+test: install
+	$(BIN)/pytest --cov --cov-report=term-missing:skip-covered --cov-fail-under=90
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+typecheck: install
+	$(BIN)/mypy
+
+check: lint typecheck test
+
+migrate: install
+	$(BIN)/python -m app migrate
+
+bench: install
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache .coverage

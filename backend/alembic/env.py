@@ -1,0 +1,67 @@
+"""Alembic environment: async, and the URL comes from the app's Settings (one source of truth).
+
+Programmatic callers (the run command, tests) may pass an open connection in
+``config.attributes["connection"]``; otherwise an engine is built from DATABASE_URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from alembic import context
+from sqlalchemy.engine import Connection
+
+from app.auth import models as auth_models  # noqa: F401  (registers the table)
+from app.core.config import load_settings
+from app.core.db import create_engine
+from app.core.models import Base
+from app.tasks import models as task_models  # noqa: F401  (registers the table)
+
+target_metadata = Base.metadata
+
+
+def do_run_migrations(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        compare_type=True,
+        transaction_per_migration=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+async def run_async_migrations() -> None:
+    settings = load_settings()
+    engine = create_engine(settings.model_copy(update={"db_pool_pre_ping": False}))
+    try:
+        async with engine.connect() as connection:
+            await connection.run_sync(do_run_migrations)
+            await connection.commit()
+    finally:
+        await engine.dispose()
+
+
+def run_migrations_online() -> None:
+    connection = context.config.attributes.get("connection")
+    if connection is not None:
+        do_run_migrations(connection)
+    else:
+        asyncio.run(run_async_migrations())
+
+
+def run_migrations_offline() -> None:
+    context.configure(
+        url=load_settings().database.url,
+        target_metadata=target_metadata,
+        literal_binds=True,
+        dialect_opts={"paramstyle": "named"},
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

@@ -1,0 +1,82 @@
+"""Who is calling: the current user from a verified bearer token, never from the client's word."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+import structlog
+from fastapi import Depends, Path, Request
+from fastapi.security import OAuth2PasswordBearer
+
+from app.auth.models import User
+from app.auth.repository import UserRepository
+from app.auth.service import AuthService
+from app.core.db import SessionDep
+from app.core.errors import AuthenticationError, InvalidTokenError, PermissionDeniedError
+from app.core.security import TokenCodec, TokenError
+
+logger = structlog.get_logger("app.auth")
+
+# Reads only the Authorization header (a token in the query string is never looked at).
+# auto_error=False so a missing token gets our error body, not FastAPI's.
+bearer_token = OAuth2PasswordBearer(tokenUrl="/api/auth/login", auto_error=False)
+
+
+def get_token_codec(request: Request) -> TokenCodec:
+    codec: TokenCodec = request.app.state.token_codec
+    return codec
+
+
+TokenCodecDep = Annotated[TokenCodec, Depends(get_token_codec)]
+
+
+def get_user_repository(session: SessionDep) -> UserRepository:
+    return UserRepository(session)
+
+
+UserRepoDep = Annotated[UserRepository, Depends(get_user_repository)]
+
+
+def get_auth_service(users: UserRepoDep, tokens: TokenCodecDep) -> AuthService:
+    return AuthService(users=users, tokens=tokens)
+
+
+AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
+
+
+async def get_current_user(
+    token: Annotated[str | None, Depends(bearer_token)],
+    tokens: TokenCodecDep,
+    users: UserRepoDep,
+) -> User:
+    if not token:
+        raise AuthenticationError()
+    try:
+        user_id = tokens.subject_of(token)
+    except TokenError as exc:
+        logger.info("token_rejected", reason=str(exc))
+        raise InvalidTokenError() from None
+    # A valid signature is not enough: the account may have been deleted since.
+    user = await users.get(user_id)
+    if user is None:
+        logger.info("token_rejected", reason="unknown subject")
+        raise InvalidTokenError()
+    structlog.contextvars.bind_contextvars(user_id=str(user.id))
+    return user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def require_path_owner(
+    user_id: Annotated[uuid.UUID, Path(description="Must be the authenticated user's id")],
+    user: CurrentUser,
+) -> User:
+    """The ``{user_id}`` namespace in the path must be the caller's own."""
+    if user_id != user.id:
+        raise PermissionDeniedError()
+    return user
+
+
+PathOwner = Annotated[User, Depends(require_path_owner)]

@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+
+from app.auth.deps import AuthServiceDep, CurrentUser
+from app.auth.schemas import LoginRequest, SignupRequest, TokenResponse, UserRead
+from app.core.errors import ErrorBody, ValidationErrorBody
+
+router = APIRouter(prefix="/api/auth", tags=["auth"])
+
+VALIDATION = {422: {"model": ValidationErrorBody, "description": "Invalid request body"}}
+UNAUTHORIZED = {401: {"model": ErrorBody, "description": "Missing, invalid or expired token"}}
+
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+LOGIN_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": LoginRequest.model_json_schema()},
+        FORM_CONTENT_TYPE: {
+            "schema": {
+                "title": "OAuth2PasswordForm",
+                "type": "object",
+                "required": ["username", "password"],
+                "properties": {
+                    "username": {"type": "string", "description": "The account's email"},
+                    "password": {"type": "string", "format": "password"},
+                    "grant_type": {"type": "string", "enum": ["password"]},
+                    "scope": {"type": "string"},
+                },
+            }
+        },
+    },
+}
+
+
+@router.post(
+    "/signup",
+    status_code=status.HTTP_201_CREATED,
+    responses={409: {"model": ErrorBody, "description": "Email already registered"}, **VALIDATION},
+)
+async def signup(body: SignupRequest, service: AuthServiceDep) -> UserRead:
+    """Create an account. Emails are case-insensitive; passwords are 8 to 128 characters."""
+    user = await service.sign_up(body)
+    return UserRead.model_validate(user)
+
+
+@router.post(
+    "/login",
+    openapi_extra={"requestBody": LOGIN_BODY},
+    responses={401: {"model": ErrorBody, "description": "Wrong email or password"}, **VALIDATION},
+)
+async def login(request: Request, service: AuthServiceDep) -> TokenResponse:
+    """Exchange email and password for a bearer token.
+
+    Accepts JSON ``{"email", "password"}`` or the OAuth2 password form (``username`` is the
+    email), so the Authorize button of ``/docs`` works.
+    """
+    credentials = await _read_credentials(request)
+    user, token = await service.log_in(credentials)
+    return TokenResponse(
+        access_token=token.value, expires_in=token.expires_in, user=UserRead.model_validate(user)
+    )
+
+
+async def _read_credentials(request: Request) -> LoginRequest:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    try:
+        if content_type == FORM_CONTENT_TYPE:
+            form = await request.form()
+            return LoginRequest.model_validate(
+                {"email": form.get("username"), "password": form.get("password")}
+            )
+        return LoginRequest.model_validate_json(await request.body())
+    except ValidationError as exc:
+        errors = exc.errors(include_input=False, include_url=False)
+        raise RequestValidationError(
+            [{**error, "loc": ("body", *error["loc"])} for error in errors]
+        ) from None
+
+
+@router.get("/me", responses=UNAUTHORIZED)
+async def me(user: CurrentUser) -> UserRead:
+    """The authenticated user."""
+    return UserRead.model_validate(user)

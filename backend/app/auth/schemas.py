@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
+
+from app.auth.models import EMAIL_MAX_LENGTH, NAME_MAX_LENGTH
+from app.core.schemas import RequestBody, SafeStr
+
+PASSWORD_MIN_LENGTH = 8
+PASSWORD_MAX_LENGTH = 128
+
+
+def _lowercase(value: str) -> str:
+    return value.lower()
+
+
+# Emails compare case-insensitively: stored and looked up in lower case.
+Email = Annotated[EmailStr, Field(max_length=EMAIL_MAX_LENGTH), AfterValidator(_lowercase)]
+Password = Annotated[
+    SafeStr, Field(min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_LENGTH)
+]
+
+
+class SignupRequest(RequestBody):
+    email: Email
+    password: Password
+    name: Annotated[SafeStr, Field(min_length=1, max_length=NAME_MAX_LENGTH)] | None = None
+
+
+class LoginRequest(RequestBody):
+    email: Email
+    # Any length is checked against the hash; only the upper bound guards the hasher.
+    password: Annotated[SafeStr, Field(min_length=1, max_length=PASSWORD_MAX_LENGTH)]
+
+
+class UserRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    email: str
+    name: str | None
+    created_at: datetime
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int = Field(description="Seconds until the token expires")
+    user: UserRead

@@ -1,0 +1,118 @@
+"""The run command: ``python -m app [serve|migrate]``.
+
+With DATABASE_URL unset it starts the embedded PostgreSQL and a development JWT secret, so a
+newcomer needs nothing installed. Every failure before serving is ONE line on stderr and a
+non-zero exit: no traceback, no password.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import sys
+from pathlib import Path
+
+import structlog
+import uvicorn
+
+from app.core.config import Settings, SettingsError, load_settings
+from app.core.db import Database, DatabaseStartupError
+from app.core.embedded_db import EmbeddedDatabaseError, start_embedded_postgres
+from app.core.logging import configure_logging
+from app.core.migrations import upgrade
+
+logger = structlog.get_logger("app.cli")
+JWT_SECRET_FILE = "jwt-secret"
+
+
+class StartupError(Exception):
+    """A reason not to start, phrased for the operator."""
+
+
+def prepare_environment() -> Settings:
+    """Settings for this process and for uvicorn's workers (which read the environment)."""
+    settings = load_settings()
+    if settings.database_url is not None:
+        return settings
+    os.environ["DATABASE_URL"] = start_embedded_postgres(settings.data_dir)
+    if settings.jwt_secret is None:
+        os.environ["JWT_SECRET"] = _development_jwt_secret(settings.data_dir)
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    logger.info(
+        "using_embedded_database", data_dir=str(settings.data_dir / "postgres"),
+        database=settings.database.display,
+    )
+    return settings
+
+
+def _development_jwt_secret(data_dir: Path) -> str:
+    path = data_dir / JWT_SECRET_FILE
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    logger.warning(
+        "development_jwt_secret",
+        detail=f"JWT_SECRET is not set; using the generated development secret in {path}",
+    )
+    return path.read_text().strip()
+
+
+async def verify_and_migrate(settings: Settings) -> None:
+    database = Database.from_settings(settings)
+    try:
+        await database.wait_until_ready(settings.db_startup_deadline_seconds)
+        await upgrade(database.engine)
+    finally:
+        await database.dispose()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
+    sub = parser.add_subparsers(dest="command")
+    serve = sub.add_parser("serve", help="migrate, then serve the API (default)")
+    serve.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+    serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    serve.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "1")))
+    serve.add_argument(
+        "--forwarded-allow-ips",
+        default=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
+        help="proxies whose X-Forwarded-* headers are trusted (comma separated)",
+    )
+    serve.add_argument("--no-migrate", action="store_true", help="do not apply migrations")
+    sub.add_parser("migrate", help="apply pending migrations and exit")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    command = args.command or "serve"
+    try:
+        settings = load_settings()
+        configure_logging(settings.log_level, settings.log_format)
+        settings = prepare_environment()
+        if command == "migrate" or not getattr(args, "no_migrate", False):
+            asyncio.run(verify_and_migrate(settings))
+            logger.info("migrations_applied", database=settings.database.display)
+    except (SettingsError, DatabaseStartupError, EmbeddedDatabaseError) as exc:
+        print(f"error: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    if command == "migrate":
+        return 0
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        forwarded_allow_ips=args.forwarded_allow_ips,
+        timeout_graceful_shutdown=20,
+        loop="uvloop",
+        http="httptools",
+    )
+    return 0

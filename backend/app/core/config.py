@@ -1,0 +1,133 @@
+"""The one Settings class: every knob of the service, read from the environment and `.env`."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from app.core.database_url import DatabaseTarget, DatabaseUrlError, parse_database_url
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+MIN_JWT_SECRET_BYTES = 32
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+    )
+
+    # Database. Unset means "development": the run command starts an embedded PostgreSQL.
+    database_url: SecretStr | None = None
+    db_pool_size: int = Field(5, ge=1, le=1000)
+    db_max_overflow: int = Field(15, ge=0, le=1000)
+    db_pool_pre_ping: bool = True
+    db_pool_recycle_seconds: int = Field(3600, ge=-1)
+    db_pool_timeout_seconds: float = Field(10.0, gt=0)
+    db_statement_timeout_seconds: float = Field(10.0, gt=0)
+    db_connect_timeout_seconds: float = Field(5.0, gt=0)
+    db_startup_deadline_seconds: float = Field(30.0, ge=0)
+    # Transaction-pooling PgBouncer cannot keep prepared statements across transactions.
+    db_pgbouncer: bool = False
+    data_dir: Path = REPO_ROOT / ".data"
+
+    # Logging
+    log_level: LogLevel = "INFO"
+    log_format: Literal["json", "console"] = "json"
+
+    # Authentication
+    jwt_secret: SecretStr | None = None
+    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
+    jwt_expire_minutes: int = Field(60, ge=1, le=60 * 24 * 30)
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+
+    # HTTP
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    max_request_body_bytes: int = Field(64 * 1024, ge=1024)
+    metrics_enabled: bool = True
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_log_format(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        try:
+            parse_database_url(value.get_secret_value())
+        except DatabaseUrlError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _no_wildcard_origin(cls, value: list[str]) -> list[str]:
+        # Credentials (the Authorization header) are allowed, so a wildcard would hand every
+        # site on the internet the user's session.
+        if "*" in value:
+            raise ValueError("'*' is not allowed; list the SPA's origins explicitly")
+        return value
+
+    @model_validator(mode="after")
+    def _production_needs_a_real_secret(self) -> Settings:
+        if self.database_url is None:
+            return self
+        secret = self.jwt_secret.get_secret_value() if self.jwt_secret else ""
+        if len(secret.encode()) < MIN_JWT_SECRET_BYTES:
+            raise ValueError(
+                f"JWT_SECRET must be set to at least {MIN_JWT_SECRET_BYTES} bytes when "
+                "DATABASE_URL is set (generate one with: python -c "
+                "'import secrets; print(secrets.token_urlsafe(48))')"
+            )
+        return self
+
+    @cached_property
+    def database(self) -> DatabaseTarget:
+        if self.database_url is None:
+            raise RuntimeError("DATABASE_URL is not set; start the embedded database first")
+        return parse_database_url(self.database_url.get_secret_value())
+
+    @property
+    def uses_embedded_database(self) -> bool:
+        return self.database_url is None
+
+
+class SettingsError(Exception):
+    """Settings could not be loaded; ``str()`` is one line, safe to print."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise SettingsError(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line naming each bad variable; never echoes the input (it may hold a password)."""
+    problems = []
+    for error in exc.errors(include_input=False, include_url=False):
+        variable = "_".join(str(part) for part in error["loc"]).upper()
+        message = error["msg"].removeprefix("Value error, ")
+        problems.append(f"{variable}: {message}" if variable else message)
+    return "Invalid setting " + "; ".join(problems)

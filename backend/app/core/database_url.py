@@ -1,0 +1,130 @@
+"""Turn the PostgreSQL URLs people paste into an asyncpg engine URL plus connect arguments.
+
+libpq-style parameters such as ``sslmode`` are not asyncpg keywords: handed through as they are,
+asyncpg fails with "unexpected keyword argument". They are translated here, once.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+ACCEPTED_SCHEMES = ("postgres", "postgresql", "postgresql+asyncpg")
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+# Query parameters asyncpg takes as connect() keywords unchanged.
+PASSTHROUGH_PARAMS = ("host", "port", "target_session_attrs")
+TRUTHY = ("1", "true", "yes", "on")
+
+
+class DatabaseUrlError(ValueError):
+    """The URL cannot be used; the message never contains the URL itself."""
+
+
+@dataclass(frozen=True)
+class DatabaseTarget:
+    """Where to connect and how: what the engine needs, derived from one URL."""
+
+    url: URL
+    ssl_mode: str | None = None
+    ssl_root_cert: str | None = None
+    application_name: str | None = None
+    pgbouncer: bool = False
+    connect_timeout: float | None = None
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def display(self) -> str:
+        """Host and database for humans, password hidden."""
+        return self.url.render_as_string(hide_password=True)
+
+    @property
+    def host_label(self) -> str:
+        host = self.url.host or str(self.url.query.get("host", "local socket"))
+        return f"host {host}" + (f":{self.url.port}" if self.url.port else "")
+
+    @property
+    def database(self) -> str:
+        return self.url.database or "postgres"
+
+    def ssl_argument(self) -> ssl.SSLContext | bool | str | None:
+        """The value for asyncpg's ``ssl`` keyword that gives ``sslmode`` its libpq meaning."""
+        mode = self.ssl_mode
+        if mode is None:
+            return None
+        if mode == "disable":
+            return False
+        if mode in ("allow", "prefer"):
+            return mode
+        if mode == "require" and self.ssl_root_cert is None:
+            # Encrypt, but like libpq do not verify the certificate.
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            return context
+        context = ssl.create_default_context(cafile=self.ssl_root_cert)
+        # libpq: require with a root cert behaves like verify-ca.
+        context.check_hostname = mode == "verify-full"
+        context.verify_mode = ssl.CERT_REQUIRED
+        return context
+
+
+def parse_database_url(raw: str) -> DatabaseTarget:
+    try:
+        url = make_url(raw.strip())
+    except ArgumentError:
+        raise DatabaseUrlError(
+            "not a valid URL; expected postgresql://user:password@host:port/database"
+        ) from None
+    if url.drivername not in ACCEPTED_SCHEMES:
+        raise DatabaseUrlError(
+            f"unsupported scheme '{url.drivername}'; use postgresql:// (or postgres://, "
+            "postgresql+asyncpg://)"
+        )
+    query: dict[str, Any] = dict(url.query)
+    warnings: list[str] = []
+
+    ssl_mode = _pop_single(query, "sslmode")
+    if ssl_mode is not None and ssl_mode not in SSL_MODES:
+        raise DatabaseUrlError(f"sslmode '{ssl_mode}' is not one of {', '.join(SSL_MODES)}")
+    ssl_root_cert = _pop_single(query, "sslrootcert")
+    if ssl_root_cert == "system":  # libpq 16 spelling for "the system CA store"
+        ssl_root_cert = None
+    if _pop_single(query, "channel_binding") not in (None, "disable"):
+        warnings.append(
+            "channel_binding is not supported by the asyncpg driver and is ignored; "
+            "TLS still applies per sslmode"
+        )
+    application_name = _pop_single(query, "application_name")
+    pgbouncer = (_pop_single(query, "pgbouncer") or "").lower() in TRUTHY
+    connect_timeout = _pop_single(query, "connect_timeout")
+    try:
+        timeout = float(connect_timeout) if connect_timeout is not None else None
+    except ValueError:
+        raise DatabaseUrlError("connect_timeout must be a number of seconds") from None
+
+    unknown = sorted(set(query) - set(PASSTHROUGH_PARAMS))
+    if unknown:
+        raise DatabaseUrlError(f"unsupported query parameter(s): {', '.join(unknown)}")
+
+    return DatabaseTarget(
+        url=url.set(drivername="postgresql+asyncpg", query=query),
+        ssl_mode=ssl_mode,
+        ssl_root_cert=ssl_root_cert,
+        application_name=application_name,
+        pgbouncer=pgbouncer,
+        connect_timeout=timeout,
+        warnings=tuple(warnings),
+    )
+
+
+def _pop_single(query: dict[str, Any], key: str) -> str | None:
+    value = query.pop(key, None)
+    if isinstance(value, tuple):
+        if len(set(value)) > 1:
+            raise DatabaseUrlError(f"query parameter '{key}' is given more than once")
+        value = value[0]
+    return value

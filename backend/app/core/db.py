@@ -1,0 +1,170 @@
+"""The async engine, the session factory, and the request's unit of work.
+
+Nothing here is created at import time: the lifespan (and tests, and the CLI) build a
+`Database` from settings, so each has its own engine and pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import structlog
+from fastapi import Depends, Request
+from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from app.core.config import Settings
+from app.core.database_url import DatabaseTarget
+from app.core.errors import translate_database_error
+
+logger = structlog.get_logger("app.db")
+
+# The client-side backstop fires a little after the server's statement_timeout, so a query
+# on a connection whose server vanished (packets black-holed) cannot wait forever.
+CLIENT_TIMEOUT_MARGIN_SECONDS = 2.0
+IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000
+
+
+class DatabaseStartupError(Exception):
+    """The database did not answer before the startup deadline; ``str()`` is safe to print."""
+
+
+def _unique_statement_name() -> str:
+    return f"__asyncpg_{uuid.uuid4().hex}__"
+
+
+def create_engine(settings: Settings, target: DatabaseTarget | None = None) -> AsyncEngine:
+    target = target or settings.database
+    statement_timeout_ms = int(settings.db_statement_timeout_seconds * 1000)
+    pgbouncer = settings.db_pgbouncer or target.pgbouncer
+    server_settings = {"application_name": target.application_name or "taskapi"}
+    if not pgbouncer:
+        # Startup parameters; a transaction-pooling PgBouncer rejects them, so there the
+        # timeout is applied per transaction instead (see _set_local_timeouts).
+        server_settings["statement_timeout"] = str(statement_timeout_ms)
+        server_settings["idle_in_transaction_session_timeout"] = str(
+            IDLE_IN_TRANSACTION_TIMEOUT_MS
+        )
+    connect_args: dict[str, Any] = {
+        "timeout": target.connect_timeout or settings.db_connect_timeout_seconds,
+        "command_timeout": settings.db_statement_timeout_seconds + CLIENT_TIMEOUT_MARGIN_SECONDS,
+        "server_settings": server_settings,
+    }
+    ssl_argument = target.ssl_argument()
+    if ssl_argument is not None:
+        connect_args["ssl"] = ssl_argument
+    if pgbouncer:
+        # Prepared statements do not survive PgBouncer handing the server connection to
+        # another client between transactions: no cache, and never-reused statement names.
+        connect_args["statement_cache_size"] = 0
+        connect_args["prepared_statement_name_func"] = _unique_statement_name
+    for warning in target.warnings:
+        logger.warning("database_url_warning", detail=warning)
+
+    engine = create_async_engine(
+        target.url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_pre_ping=settings.db_pool_pre_ping,
+        pool_recycle=settings.db_pool_recycle_seconds,
+        pool_timeout=settings.db_pool_timeout_seconds,
+        connect_args=connect_args,
+        # Bound parameters never appear in error messages (they may hold user data).
+        hide_parameters=True,
+        **({"prepared_statement_cache_size": 0} if pgbouncer else {}),
+    )
+    if pgbouncer:
+        _set_local_timeouts(engine, statement_timeout_ms)
+    return engine
+
+
+def _set_local_timeouts(engine: AsyncEngine, statement_timeout_ms: int) -> None:
+    @event.listens_for(engine.sync_engine, "begin")
+    def _apply(connection: Any) -> None:
+        connection.exec_driver_sql(
+            f"SET LOCAL statement_timeout = {statement_timeout_ms}; "
+            f"SET LOCAL idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_TIMEOUT_MS}"
+        )
+
+
+@dataclass
+class Database:
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    target: DatabaseTarget
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Database:
+        target = settings.database
+        engine = create_engine(settings, target)
+        return cls(
+            engine=engine,
+            sessionmaker=async_sessionmaker(engine, expire_on_commit=False, autoflush=False),
+            target=target,
+        )
+
+    async def ping(self) -> float:
+        """Round-trip ``SELECT 1``; returns the latency in milliseconds."""
+        start = time.perf_counter()
+        async with self.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+        return (time.perf_counter() - start) * 1000
+
+    async def wait_until_ready(self, deadline_seconds: float) -> None:
+        """Retry ``SELECT 1`` with capped exponential backoff until it answers or time is up,
+        so `docker compose up` may start the API before PostgreSQL accepts connections."""
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + deadline_seconds
+        delay = 0.25
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                async with asyncio.timeout(max(0.5, give_up_at - loop.time())):
+                    await self.ping()
+                return
+            except Exception as exc:
+                where = f"{self.target.host_label}, database '{self.target.database}'"
+                cause = type(getattr(exc, "orig", None) or exc).__name__
+                if translate_database_error(exc) is None:
+                    # Bad password, missing database...: retrying will not help.
+                    raise DatabaseStartupError(
+                        f"Database at {where} rejected the connection: {cause}"
+                    ) from None
+                remaining = give_up_at - loop.time()
+                if remaining <= 0:
+                    raise DatabaseStartupError(
+                        f"Database unreachable at {where} after {deadline_seconds:g}s "
+                        f"({attempt} attempts): {cause}"
+                    ) from None
+                logger.warning("database_not_ready", attempt=attempt, retry_in_s=delay)
+                await asyncio.sleep(min(delay, remaining))
+                delay = min(delay * 2, 5.0)
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def get_database(request: Request) -> Database:
+    database: Database = request.state.database
+    return database
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """The request's unit of work: one transaction, committed when the route returns.
+
+    Used with ``scope="function"`` so the commit happens before the response is sent: a
+    failed commit becomes an error response, never a 2xx for a write that did not happen.
+    Repositories only flush.
+    """
+    async with get_database(request).sessionmaker() as session:
+        yield session
+        await session.commit()
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

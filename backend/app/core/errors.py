@@ -1,0 +1,240 @@
+"""The application's error tree and the one place that turns errors into HTTP responses.
+
+Routes and repositories raise `AppError` subclasses; driver and framework errors are translated
+here. Bodies are always ``{"detail": <message>, "code": <stable code>}``; tracebacks, SQL and
+driver messages go to the log only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy import exc as sa_exc
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+logger = structlog.get_logger("app.errors")
+
+RETRY_AFTER_SECONDS = "5"
+
+
+class AppError(Exception):
+    status_code: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+    message: ClassVar[str] = "Internal server error"
+
+    def __init__(self, message: str | None = None, *, headers: Mapping[str, str] | None = None):
+        self.detail = message or self.message
+        self.headers = dict(headers or {})
+        super().__init__(self.detail)
+
+
+class NotFoundError(AppError):
+    status_code = 404
+    code = "not_found"
+    message = "Not found"
+
+
+class ConflictError(AppError):
+    status_code = 409
+    code = "conflict"
+    message = "Conflict"
+
+
+class ValidationFailedError(AppError):
+    status_code = 422
+    code = "validation_error"
+    message = "Request validation failed"
+
+
+class AuthenticationError(AppError):
+    status_code = 401
+    code = "not_authenticated"
+    message = "Not authenticated"
+
+    def __init__(self, message: str | None = None, *, headers: Mapping[str, str] | None = None):
+        super().__init__(message, headers={"WWW-Authenticate": "Bearer", **(headers or {})})
+
+
+class InvalidTokenError(AuthenticationError):
+    code = "invalid_token"
+    message = "Invalid or expired token"
+
+
+class InvalidCredentialsError(AuthenticationError):
+    code = "invalid_credentials"
+    message = "Incorrect email or password"
+
+
+class PermissionDeniedError(AppError):
+    status_code = 403
+    code = "forbidden"
+    message = "Not allowed to access this resource"
+
+
+class RateLimitedError(AppError):
+    status_code = 429
+    code = "rate_limited"
+    message = "Too many attempts; try again later"
+
+    def __init__(self, retry_after_seconds: int):
+        super().__init__(headers={"Retry-After": str(max(1, retry_after_seconds))})
+
+
+class DatabaseUnavailableError(AppError):
+    status_code = 503
+    code = "database_unavailable"
+    message = "The database is unavailable; retry shortly"
+
+    def __init__(self, message: str | None = None):
+        super().__init__(message, headers={"Retry-After": RETRY_AFTER_SECONDS})
+
+
+class DatabaseTimeoutError(DatabaseUnavailableError):
+    code = "database_timeout"
+    message = "The database did not answer in time; retry shortly"
+
+
+class ErrorBody(BaseModel):
+    """Every error response has this shape (documented in OpenAPI)."""
+
+    detail: str
+    code: str
+
+
+class ValidationErrorItem(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ValidationErrorBody(ErrorBody):
+    errors: list[ValidationErrorItem]
+
+
+ERROR_DESCRIPTIONS = {
+    401: "Missing, malformed, invalid or expired bearer token",
+    403: "The path's user_id is not the authenticated user",
+    404: "Not found (or not yours)",
+    409: "Conflicts with existing data",
+    413: "Request body too large",
+    422: "Invalid input",
+    429: "Too many attempts",
+    503: "Database unavailable or too slow; retry after Retry-After seconds",
+}
+
+
+def error_responses(*status_codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for the errors a route can return."""
+    return {
+        code: {
+            "model": ValidationErrorBody if code == 422 else ErrorBody,
+            "description": ERROR_DESCRIPTIONS[code],
+        }
+        for code in status_codes
+    }
+
+
+def error_response(error: AppError) -> JSONResponse:
+    return JSONResponse(
+        {"detail": error.detail, "code": error.code},
+        status_code=error.status_code,
+        headers=error.headers,
+    )
+
+
+def translate_database_error(exc: BaseException) -> AppError | None:
+    """Map a driver/pool failure to the error a client should see, or None if it is not one.
+
+    Connection-level failures (refused, reset, timed out, pool exhausted, server shutting down)
+    mean "try again"; they are never a 500.
+    """
+    if isinstance(exc, sa_exc.TimeoutError):  # pool checkout timed out
+        return DatabaseUnavailableError("The database is busy; retry shortly")
+    if isinstance(exc, sa_exc.DBAPIError):
+        sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(
+            getattr(exc.orig, "__cause__", None), "sqlstate", None
+        )
+        if sqlstate == "57014" or isinstance(exc.orig, asyncio.TimeoutError):  # query_canceled
+            return DatabaseTimeoutError()
+        if exc.connection_invalidated or isinstance(
+            exc, sa_exc.OperationalError | sa_exc.InterfaceError
+        ):
+            return DatabaseUnavailableError()
+        if sqlstate and sqlstate[:2] in ("08", "53", "57"):  # connection, resources, shutdown
+            return DatabaseUnavailableError()
+        return None
+    if isinstance(exc, TimeoutError):  # includes asyncio.TimeoutError (3.11+)
+        return DatabaseTimeoutError()
+    if isinstance(exc, OSError):  # ConnectionRefusedError, socket.gaierror, ... on connect
+        return DatabaseUnavailableError()
+    return None
+
+
+async def _handle_app_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)
+    return error_response(exc)
+
+
+async def _handle_http_exception(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    codes = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
+    return JSONResponse(
+        {"detail": exc.detail, "code": codes.get(exc.status_code, "http_error")},
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )
+
+
+async def _handle_validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [_summarise(error) for error in exc.errors()]
+    first = errors[0] if errors else None
+    detail = (
+        f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+        if first
+        else ValidationFailedError.message
+    )
+    return JSONResponse(
+        {"detail": detail, "code": ValidationFailedError.code, "errors": errors},
+        status_code=422,
+    )
+
+
+def _summarise(error: Mapping[str, Any]) -> dict[str, Any]:
+    # Only location, message and type: pydantic's "input" and "ctx" may echo a password.
+    loc: Sequence[str | int] = error.get("loc", ())
+    return {"loc": list(loc), "msg": str(error.get("msg", "")), "type": str(error.get("type"))}
+
+
+async def _handle_database_error(request: Request, exc: Exception) -> JSONResponse:
+    error = translate_database_error(exc)
+    if error is None:
+        return await _handle_unexpected(request, exc)
+    logger.warning(
+        "database_error",
+        error_code=error.code,
+        error_type=type(exc).__name__,
+        error=str(getattr(exc, "orig", exc))[:500],
+    )
+    return error_response(error)
+
+
+async def _handle_unexpected(_: Request, exc: Exception) -> JSONResponse:
+    logger.error("unhandled_error", exc_info=exc)
+    return error_response(AppError())
+
+
+def register_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AppError, _handle_app_error)
+    app.add_exception_handler(StarletteHTTPException, _handle_http_exception)
+    app.add_exception_handler(RequestValidationError, _handle_validation_error)
+    for database_error in (sa_exc.DBAPIError, sa_exc.TimeoutError, OSError):
+        app.add_exception_handler(database_error, _handle_database_error)
+    app.add_exception_handler(Exception, _handle_unexpected)

@@ -1,0 +1,81 @@
+"""Load-balancer probes: /health (liveness) and /health/db (readiness)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Literal
+
+import structlog
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from app import __version__
+from app.core.db import get_database
+from app.core.errors import RETRY_AFTER_SECONDS
+
+router = APIRouter(tags=["health"])
+logger = structlog.get_logger("app.health")
+
+# A probe must answer within 2 s even when the database host black-holes packets.
+LIVENESS_DB_TIMEOUT_SECONDS = 1.0
+READINESS_TIMEOUT_SECONDS = 1.5
+
+
+class Liveness(BaseModel):
+    status: Literal["ok"]
+    version: str
+    database: Literal["connected", "disconnected"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ok"]
+    database: str
+    latency_ms: float
+
+
+class NotReady(BaseModel):
+    status: Literal["unavailable"]
+    database: str
+    detail: str
+    code: str
+
+
+async def _round_trip(request: Request, timeout: float) -> float | None:
+    try:
+        async with asyncio.timeout(timeout):
+            return await get_database(request).ping()
+    except Exception as exc:
+        logger.warning("health_check_failed", error_type=type(exc).__name__)
+        return None
+
+
+@router.get("/health")
+async def liveness(request: Request) -> Liveness:
+    """The process is up. Never fails because the database is down; reports it instead."""
+    latency = await _round_trip(request, LIVENESS_DB_TIMEOUT_SECONDS)
+    return Liveness(
+        status="ok",
+        version=__version__,
+        database="connected" if latency is not None else "disconnected",
+    )
+
+
+@router.get(
+    "/health/db",
+    response_model=Readiness,
+    responses={503: {"model": NotReady, "description": "The database did not answer"}},
+)
+async def readiness(request: Request) -> Readiness | JSONResponse:
+    """Ready to serve: a query round-trips to the database within the probe's budget."""
+    database_name = get_database(request).target.database
+    latency = await _round_trip(request, READINESS_TIMEOUT_SECONDS)
+    if latency is None:
+        body = NotReady(
+            status="unavailable",
+            database=database_name,
+            detail="The database did not answer",
+            code="database_unavailable",
+        )
+        return JSONResponse(body.model_dump(), status_code=503, headers={"Retry-After": RETRY_AFTER_SECONDS})
+    return Readiness(status="ok", database=database_name, latency_ms=round(latency, 2))

@@ -1,0 +1,67 @@
+"""create_app(): lifespan, middleware, routers and error handlers; nothing else."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TypedDict
+
+import structlog
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from app import __version__
+from app.auth.router import router as auth_router
+from app.core.config import Settings, load_settings
+from app.core.db import Database
+from app.core.errors import register_error_handlers
+from app.core.logging import RequestContextMiddleware, configure_logging
+from app.core.security import TokenCodec
+from app.health.router import router as health_router
+from app.tasks.router import router as tasks_router
+
+logger = structlog.get_logger("app.main")
+
+
+class LifespanState(TypedDict):
+    database: Database
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[LifespanState]:
+        database = Database.from_settings(settings)
+        try:
+            await database.wait_until_ready(settings.db_startup_deadline_seconds)
+            logger.info("database_ready", database=database.target.display)
+            yield {"database": database}
+        finally:
+            await database.dispose()
+            logger.info("database_disposed")
+
+    app = FastAPI(
+        title="Task API",
+        version=__version__,
+        summary="Each user's personal task list, stored in PostgreSQL.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.token_codec = TokenCodec.from_settings(settings)
+    register_error_handlers(app)
+    app.include_router(health_router)
+    app.include_router(auth_router)
+    app.include_router(tasks_router)
+    # Bearer tokens, not cookies: no credentials mode, so no origin is ever trusted with them.
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+        allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+        expose_headers=["Link", "Location", "Retry-After", "X-Request-ID"],
+        max_age=600,
+    )
+    app.add_middleware(RequestContextMiddleware)
+    return app

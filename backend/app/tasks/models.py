@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    String,
+    false,
+)
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.core.models import Base, Timestamps, UUIDPrimaryKey
+
+TITLE_MAX_LENGTH = 255
+DESCRIPTION_MAX_LENGTH = 1000
+
+
+class Task(UUIDPrimaryKey, Timestamps, Base):
+    __tablename__ = "tasks"
+    __table_args__ = (
+        CheckConstraint("length(btrim(title)) > 0", name="title_not_blank"),
+        CheckConstraint(f"char_length(title) <= {TITLE_MAX_LENGTH}", name="title_max_length"),
+        CheckConstraint(
+            f"char_length(description) <= {DESCRIPTION_MAX_LENGTH}",
+            name="description_max_length",
+        ),
+        CheckConstraint(
+            "completed = (completed_at IS NOT NULL)", name="completed_at_matches_completed"
+        ),
+        # Serves "one user's tasks, newest first" and its keyset pagination.
+        Index("ix_tasks_user_id_created_at_id", "user_id", "created_at", "id"),
+    )
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("users.id", ondelete="CASCADE"), nullable=False
+    )
+    title: Mapped[str] = mapped_column(String(TITLE_MAX_LENGTH), nullable=False)
+    description: Mapped[str | None] = mapped_column(
+        String(DESCRIPTION_MAX_LENGTH), nullable=True
+    )
+    completed: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=false())
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

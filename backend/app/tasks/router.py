@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Annotated
+
+import structlog
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+
+from app.auth.deps import PathOwner
+from app.core.db import SessionDep
+from app.core.errors import error_responses
+from app.tasks.models import Task
+from app.tasks.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Cursor
+from app.tasks.repository import TaskRepository
+from app.tasks.schemas import TaskCreate, TaskPatch, TaskRead, TaskUpdate
+
+logger = structlog.get_logger("app.tasks")
+
+
+def get_task_repository(session: SessionDep, owner: PathOwner) -> TaskRepository:
+    """The only way routes get a repository: already scoped to the authenticated path owner."""
+    return TaskRepository(session, owner.id)
+
+
+TaskRepoDep = Annotated[TaskRepository, Depends(get_task_repository)]
+
+router = APIRouter(
+    prefix="/api/{user_id}/tasks",
+    tags=["tasks"],
+    responses=error_responses(401, 403, 422, 503),
+)
+NOT_FOUND = error_responses(404)
+
+
+@router.get(
+    "",
+    response_model=list[TaskRead],
+    responses={
+        200: {
+            "description": "Newest first. When more remain, a `Link: <url>; rel=\"next\"` "
+            "header carries the next page's URL.",
+            "headers": {"Link": {"schema": {"type": "string"}, "description": "Next page"}},
+        }
+    },
+)
+async def list_tasks(
+    request: Request,
+    response: Response,
+    tasks: TaskRepoDep,
+    completed: Annotated[bool | None, Query(description="Only completed or open tasks")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
+    cursor: Annotated[
+        str | None, Query(max_length=200, description="From the previous page's Link header")
+    ] = None,
+) -> Sequence[Task]:
+    after = Cursor.decode(cursor) if cursor is not None else None
+    page = await tasks.list(limit=limit + 1, completed=completed, after=after)
+    if len(page) > limit:
+        page = page[:limit]
+        last = page[-1]
+        next_url = request.url.include_query_params(
+            cursor=Cursor(created_at=last.created_at, id=last.id).encode()
+        )
+        response.headers["Link"] = f'<{next_url}>; rel="next"'
+    return page
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TaskRead,
+    responses={201: {"headers": {"Location": {"schema": {"type": "string"}}}}},
+)
+async def create_task(
+    body: TaskCreate, request: Request, response: Response, tasks: TaskRepoDep
+) -> Task:
+    task = await tasks.create(title=body.title, description=body.description)
+    response.headers["Location"] = str(
+        request.url_for("get_task", user_id=str(task.user_id), task_id=str(task.id))
+    )
+    logger.info("task_created", user_id=str(tasks.owner_id), task_id=str(task.id))
+    return task
+
+
+@router.get("/{task_id}", response_model=TaskRead, responses=NOT_FOUND)
+async def get_task(task_id: uuid.UUID, tasks: TaskRepoDep) -> Task:
+    return await tasks.get(task_id)
+
+
+@router.put("/{task_id}", response_model=TaskRead, responses=NOT_FOUND)
+async def replace_task(task_id: uuid.UUID, body: TaskUpdate, tasks: TaskRepoDep) -> Task:
+    """Replace title (and description if given); ``completed`` is left as it is."""
+    task = await tasks.update(task_id, **body.model_dump(exclude_unset=True))
+    logger.info("task_updated", user_id=str(tasks.owner_id), task_id=str(task.id))
+    return task
+
+
+@router.patch("/{task_id}", response_model=TaskRead, responses=NOT_FOUND)
+async def patch_task(task_id: uuid.UUID, body: TaskPatch, tasks: TaskRepoDep) -> Task:
+    """Change only the fields sent."""
+    task = await tasks.update(task_id, **body.model_dump(exclude_unset=True))
+    logger.info("task_updated", user_id=str(tasks.owner_id), task_id=str(task.id))
+    return task
+
+
+@router.patch("/{task_id}/complete", response_model=TaskRead, responses=NOT_FOUND)
+async def toggle_task(task_id: uuid.UUID, tasks: TaskRepoDep) -> Task:
+    """Flip ``completed`` (atomically, in one statement)."""
+    task = await tasks.toggle(task_id)
+    logger.info(
+        "task_toggled", user_id=str(tasks.owner_id), task_id=str(task.id), completed=task.completed
+    )
+    return task
+
+
+@router.delete("/{task_id}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND)
+async def delete_task(task_id: uuid.UUID, tasks: TaskRepoDep) -> None:
+    await tasks.delete(task_id)
+    logger.info("task_deleted", user_id=str(tasks.owner_id), task_id=str(task_id))

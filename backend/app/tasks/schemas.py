@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
+
+from app.core.schemas import RequestBody, SafeStr
+from app.tasks.models import DESCRIPTION_MAX_LENGTH, TITLE_MAX_LENGTH
+
+Title = Annotated[
+    SafeStr, StringConstraints(strip_whitespace=True, min_length=1, max_length=TITLE_MAX_LENGTH)
+]
+Description = Annotated[SafeStr, StringConstraints(max_length=DESCRIPTION_MAX_LENGTH)]
+
+
+class TaskCreate(RequestBody):
+    title: Title
+    description: Description | None = None
+
+
+class TaskUpdate(RequestBody):
+    """PUT: replaces the title; ``description`` omitted keeps it, ``null`` clears it."""
+
+    title: Title
+    description: Description | None = None
+
+
+class TaskPatch(RequestBody):
+    """PATCH: only the fields present change. Setting ``completed`` is idempotent."""
+
+    title: Title | None = None
+    description: Description | None = None
+    completed: bool | None = None
+
+    @model_validator(mode="after")
+    def _title_and_completed_are_not_nullable(self) -> TaskPatch:
+        for field in ("title", "completed"):
+            if field in self.model_fields_set and getattr(self, field) is None:
+                raise ValueError(f"{field} cannot be null")
+        return self
+
+
+class TaskRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    user_id: uuid.UUID
+    title: str
+    description: str | None
+    completed: bool
+    completed_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
