@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import asyncio
 
-from alembic import context
 from sqlalchemy.engine import Connection
 
+from alembic import context
 from app.auth import models as auth_models  # noqa: F401  (registers the table)
 from app.core.config import load_settings
 from app.core.db import create_engine

@@ -24,7 +24,7 @@ from app.core.logging import configure_logging
 from app.core.migrations import upgrade
 
 logger = structlog.get_logger("app.cli")
-JWT_SECRET_FILE = "jwt-secret"
+JWT_SECRET_FILE = "jwt-secret"  # noqa: S105  (a file name)
 
 
 class StartupError(Exception):
@@ -42,7 +42,8 @@ def prepare_environment() -> Settings:
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
     logger.info(
-        "using_embedded_database", data_dir=str(settings.data_dir / "postgres"),
+        "using_embedded_database",
+        data_dir=str(settings.data_dir / "postgres"),
         database=settings.database.display,
     )
     return settings
@@ -72,14 +73,10 @@ async def verify_and_migrate(settings: Settings) -> None:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
     sub = parser.add_subparsers(dest="command")
-    serve = sub.add_parser("serve", help="migrate, then serve the API (default)")
-    serve.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
-    serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
-    serve.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "1")))
-    serve.add_argument(
-        "--forwarded-allow-ips",
-        default=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
-        help="proxies whose X-Forwarded-* headers are trusted (comma separated)",
+    serve = sub.add_parser(
+        "serve",
+        help="migrate, then serve the API (default); HOST, PORT, WEB_CONCURRENCY and "
+        "FORWARDED_ALLOW_IPS come from the settings",
     )
     serve.add_argument("--no-migrate", action="store_true", help="do not apply migrations")
     sub.add_parser("migrate", help="apply pending migrations and exit")
@@ -97,21 +94,21 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(verify_and_migrate(settings))
             logger.info("migrations_applied", database=settings.database.display)
     except (SettingsError, DatabaseStartupError, EmbeddedDatabaseError) as exc:
-        print(f"error: {exc}", file=sys.stderr)  # noqa: T201
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     if command == "migrate":
         return 0
     uvicorn.run(
         "app.main:create_app",
         factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.web_concurrency,
         log_config=None,
         access_log=False,
         proxy_headers=True,
-        forwarded_allow_ips=args.forwarded_allow_ips,
-        timeout_graceful_shutdown=20,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
         loop="uvloop",
         http="httptools",
     )

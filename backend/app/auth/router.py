@@ -8,12 +8,10 @@ from pydantic import ValidationError
 
 from app.auth.deps import AuthServiceDep, CurrentUser
 from app.auth.schemas import LoginRequest, SignupRequest, TokenResponse, UserRead
-from app.core.errors import ErrorBody, ValidationErrorBody
+from app.core.errors import error_responses
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
-VALIDATION = {422: {"model": ValidationErrorBody, "description": "Invalid request body"}}
-UNAUTHORIZED = {401: {"model": ErrorBody, "description": "Missing, invalid or expired token"}}
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 LOGIN_BODY: dict[str, Any] = {
@@ -40,7 +38,7 @@ LOGIN_BODY: dict[str, Any] = {
 @router.post(
     "/signup",
     status_code=status.HTTP_201_CREATED,
-    responses={409: {"model": ErrorBody, "description": "Email already registered"}, **VALIDATION},
+    responses=error_responses(409, 422, 429, 503),
 )
 async def signup(body: SignupRequest, service: AuthServiceDep) -> UserRead:
     """Create an account. Emails are case-insensitive; passwords are 8 to 128 characters."""
@@ -51,7 +49,7 @@ async def signup(body: SignupRequest, service: AuthServiceDep) -> UserRead:
 @router.post(
     "/login",
     openapi_extra={"requestBody": LOGIN_BODY},
-    responses={401: {"model": ErrorBody, "description": "Wrong email or password"}, **VALIDATION},
+    responses=error_responses(401, 422, 429, 503),
 )
 async def login(request: Request, service: AuthServiceDep) -> TokenResponse:
     """Exchange email and password for a bearer token.
@@ -82,7 +80,7 @@ async def _read_credentials(request: Request) -> LoginRequest:
         ) from None
 
 
-@router.get("/me", responses=UNAUTHORIZED)
+@router.get("/me", responses=error_responses(401, 503))
 async def me(user: CurrentUser) -> UserRead:
     """The authenticated user."""
     return UserRead.model_validate(user)

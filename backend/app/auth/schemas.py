@@ -19,9 +19,7 @@ def _lowercase(value: str) -> str:
 
 # Emails compare case-insensitively: stored and looked up in lower case.
 Email = Annotated[EmailStr, Field(max_length=EMAIL_MAX_LENGTH), AfterValidator(_lowercase)]
-Password = Annotated[
-    SafeStr, Field(min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_LENGTH)
-]
+Password = Annotated[SafeStr, Field(min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_LENGTH)]
 
 
 class SignupRequest(RequestBody):
@@ -47,6 +45,6 @@ class UserRead(BaseModel):
 
 class TokenResponse(BaseModel):
     access_token: str
-    token_type: Literal["bearer"] = "bearer"
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105
     expires_in: int = Field(description="Seconds until the token expires")
     user: UserRead

@@ -6,6 +6,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
+import limits
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -46,6 +47,17 @@ class Settings(BaseSettings):
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
 
+    # Abuse limits for signup and login (the `limits` notation: "N/period").
+    rate_limit_auth_per_address: str = "30/minute"
+    rate_limit_login_failures_per_account: str = "5/15 minutes"
+
+    # Serving (the run command and the container image)
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    web_concurrency: int = Field(1, ge=1, le=64)
+    forwarded_allow_ips: str = "127.0.0.1"
+    shutdown_grace_seconds: int = Field(20, ge=0, le=600)
+
     # HTTP
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_request_body_bytes: int = Field(64 * 1024, ge=1024)
@@ -60,6 +72,15 @@ class Settings(BaseSettings):
     @classmethod
     def _lower_log_format(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("rate_limit_auth_per_address", "rate_limit_login_failures_per_account")
+    @classmethod
+    def _check_rate_limit(cls, value: str) -> str:
+        try:
+            limits.parse(value)
+        except ValueError:
+            raise ValueError("expected a limit such as '30/minute' or '5/15 minutes'") from None
+        return value
 
     @field_validator("database_url")
     @classmethod

@@ -122,7 +122,7 @@ def parse_database_url(raw: str) -> DatabaseTarget:
 
 
 def _pop_single(query: dict[str, Any], key: str) -> str | None:
-    value = query.pop(key, None)
+    value: str | tuple[str, ...] | None = query.pop(key, None)
     if isinstance(value, tuple):
         if len(set(value)) > 1:
             raise DatabaseUrlError(f"query parameter '{key}' is given more than once")

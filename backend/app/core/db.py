@@ -16,7 +16,12 @@ from typing import Annotated, Any
 import structlog
 from fastapi import Depends, Request
 from sqlalchemy import event, text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from app.core.config import Settings
 from app.core.database_url import DatabaseTarget
@@ -47,9 +52,7 @@ def create_engine(settings: Settings, target: DatabaseTarget | None = None) -> A
         # Startup parameters; a transaction-pooling PgBouncer rejects them, so there the
         # timeout is applied per transaction instead (see _set_local_timeouts).
         server_settings["statement_timeout"] = str(statement_timeout_ms)
-        server_settings["idle_in_transaction_session_timeout"] = str(
-            IDLE_IN_TRANSACTION_TIMEOUT_MS
-        )
+        server_settings["idle_in_transaction_session_timeout"] = str(IDLE_IN_TRANSACTION_TIMEOUT_MS)
     connect_args: dict[str, Any] = {
         "timeout": target.connect_timeout or settings.db_connect_timeout_seconds,
         "command_timeout": settings.db_statement_timeout_seconds + CLIENT_TIMEOUT_MARGIN_SECONDS,

