@@ -12,12 +12,17 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from app import __version__
 from app.auth.router import router as auth_router
+from app.core.body_limit import BodySizeLimitMiddleware
 from app.core.config import Settings, load_settings
 from app.core.db import Database
 from app.core.errors import register_error_handlers
 from app.core.logging import RequestContextMiddleware, configure_logging
+from app.core.metrics import Metrics, MetricsMiddleware
+from app.core.rate_limit import RateLimiter
 from app.core.security import TokenCodec
+from app.core.security_headers import SecurityHeadersMiddleware
 from app.health.router import router as health_router
+from app.metrics.router import router as metrics_router
 from app.tasks.router import router as tasks_router
 
 logger = structlog.get_logger("app.main")
@@ -30,6 +35,7 @@ class LifespanState(TypedDict):
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
     configure_logging(settings.log_level, settings.log_format)
+    metrics = Metrics() if settings.metrics_enabled else None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[LifespanState]:
@@ -37,8 +43,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             await database.wait_until_ready(settings.db_startup_deadline_seconds)
             logger.info("database_ready", database=database.target.display)
+            if metrics:
+                metrics.watch_pool(database)
             yield {"database": database}
         finally:
+            if metrics:
+                metrics.unwatch_pool()
             await database.dispose()
             logger.info("database_disposed")
 
@@ -50,10 +60,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.token_codec = TokenCodec.from_settings(settings)
+    app.state.rate_limiter = RateLimiter(
+        settings.rate_limit_auth_per_address, settings.rate_limit_login_failures_per_account
+    )
     register_error_handlers(app)
     app.include_router(health_router)
     app.include_router(auth_router)
     app.include_router(tasks_router)
+    if metrics:
+        app.state.metrics = metrics
+        app.include_router(metrics_router)
     # Bearer tokens, not cookies: no credentials mode, so no origin is ever trusted with them.
     app.add_middleware(
         CORSMiddleware,
@@ -63,5 +79,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         expose_headers=["Link", "Location", "Retry-After", "X-Request-ID"],
         max_age=600,
     )
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
+    app.add_middleware(SecurityHeadersMiddleware)
+    if metrics:
+        app.add_middleware(MetricsMiddleware, metrics=metrics)
+    # Added last = outermost: the access line covers everything, including refusals above.
     app.add_middleware(RequestContextMiddleware)
     return app

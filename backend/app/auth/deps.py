@@ -14,6 +14,7 @@ from app.auth.repository import UserRepository
 from app.auth.service import AuthService
 from app.core.db import SessionDep
 from app.core.errors import AuthenticationError, InvalidTokenError, PermissionDeniedError
+from app.core.rate_limit import RateLimiter
 from app.core.security import TokenCodec, TokenError
 
 logger = structlog.get_logger("app.auth")
@@ -38,8 +39,23 @@ def get_user_repository(session: SessionDep) -> UserRepository:
 UserRepoDep = Annotated[UserRepository, Depends(get_user_repository)]
 
 
-def get_auth_service(users: UserRepoDep, tokens: TokenCodecDep) -> AuthService:
-    return AuthService(users=users, tokens=tokens)
+def get_rate_limiter(request: Request) -> RateLimiter:
+    limiter: RateLimiter = request.app.state.rate_limiter
+    return limiter
+
+
+RateLimiterDep = Annotated[RateLimiter, Depends(get_rate_limiter)]
+
+
+def limit_by_client_address(request: Request, limiter: RateLimiterDep) -> None:
+    """Every credential attempt counts against the caller's address (the proxy-resolved one)."""
+    limiter.hit_address(request.client.host if request.client else "unknown")
+
+
+def get_auth_service(
+    users: UserRepoDep, tokens: TokenCodecDep, limiter: RateLimiterDep
+) -> AuthService:
+    return AuthService(users=users, tokens=tokens, limiter=limiter)
 
 
 AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]

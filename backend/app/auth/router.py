@@ -2,11 +2,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, Depends, Request, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from app.auth.deps import AuthServiceDep, CurrentUser
+from app.auth.deps import AuthServiceDep, CurrentUser, limit_by_client_address
 from app.auth.schemas import LoginRequest, SignupRequest, TokenResponse, UserRead
 from app.core.errors import error_responses
 
@@ -38,7 +38,8 @@ LOGIN_BODY: dict[str, Any] = {
 @router.post(
     "/signup",
     status_code=status.HTTP_201_CREATED,
-    responses=error_responses(409, 422, 429, 503),
+    dependencies=[Depends(limit_by_client_address)],
+    responses=error_responses(409, 413, 422, 429, 503),
 )
 async def signup(body: SignupRequest, service: AuthServiceDep) -> UserRead:
     """Create an account. Emails are case-insensitive; passwords are 8 to 128 characters."""
@@ -49,7 +50,8 @@ async def signup(body: SignupRequest, service: AuthServiceDep) -> UserRead:
 @router.post(
     "/login",
     openapi_extra={"requestBody": LOGIN_BODY},
-    responses=error_responses(401, 422, 429, 503),
+    dependencies=[Depends(limit_by_client_address)],
+    responses=error_responses(401, 413, 422, 429, 503),
 )
 async def login(request: Request, service: AuthServiceDep) -> TokenResponse:
     """Exchange email and password for a bearer token.

@@ -8,6 +8,7 @@ from app.auth.models import User
 from app.auth.repository import UserRepository
 from app.auth.schemas import LoginRequest, SignupRequest
 from app.core.errors import InvalidCredentialsError
+from app.core.rate_limit import RateLimiter
 from app.core.security import IssuedToken, TokenCodec, hash_password, verify_password
 
 
@@ -15,6 +16,7 @@ from app.core.security import IssuedToken, TokenCodec, hash_password, verify_pas
 class AuthService:
     users: UserRepository
     tokens: TokenCodec
+    limiter: RateLimiter
 
     async def sign_up(self, request: SignupRequest) -> User:
         password_hash = await hash_password(request.password)
@@ -23,10 +25,15 @@ class AuthService:
         )
 
     async def log_in(self, request: LoginRequest) -> tuple[User, IssuedToken]:
+        # Checked before the password: a locked account gets 429 even with the right one,
+        # so guessing cannot continue past the limit.
+        self.limiter.check_account(request.email)
         user = await self.users.get_by_email(request.email)
         # Always one argon2 verification, so an unknown email answers as slowly as a wrong
         # password and response times do not reveal which accounts exist.
         valid = await verify_password(request.password, user.password_hash if user else None)
         if user is None or not valid:
+            self.limiter.record_failure(request.email)
             raise InvalidCredentialsError()
+        self.limiter.clear_failures(request.email)
         return user, self.tokens.issue(user.id)

@@ -78,6 +78,12 @@ class PermissionDeniedError(AppError):
     message = "Not allowed to access this resource"
 
 
+class PayloadTooLargeError(AppError):
+    status_code = 413
+    code = "request_too_large"
+    message = "Request body too large"
+
+
 class RateLimitedError(AppError):
     status_code = 429
     code = "rate_limited"
