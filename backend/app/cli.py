@@ -51,9 +51,14 @@ def prepare_environment() -> Settings:
 
 def _development_jwt_secret(data_dir: Path) -> str:
     path = data_dir / JWT_SECRET_FILE
-    if not path.exists():
-        path.write_text(secrets.token_urlsafe(48))
-        path.chmod(0o600)
+    try:
+        # Owner-only from the moment it exists: no window in which another user can open it.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as file:
+            file.write(secrets.token_urlsafe(48))
     logger.warning(
         "development_jwt_secret",
         detail=f"JWT_SECRET is not set; using the generated development secret in {path}",

@@ -33,3 +33,11 @@ class UserRepository:
 
     async def get_by_email(self, email: str) -> User | None:
         return await self._session.scalar(select(User).where(User.email == email))
+
+    async def end_read_only_transaction(self) -> None:
+        """Return the connection to the pool before slow non-database work (argon2), so a
+        login flood cannot hold every pooled connection while it waits for the hasher.
+        Only for transactions that wrote nothing. (Commit, not rollback: with
+        expire_on_commit=False the users already read stay loaded; a rollback would expire them.)
+        """
+        await self._session.commit()

@@ -68,8 +68,9 @@ async def login(request: Request, service: AuthServiceDep) -> TokenResponse:
 
 async def _read_credentials(request: Request) -> LoginRequest:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    is_form = content_type == FORM_CONTENT_TYPE
     try:
-        if content_type == FORM_CONTENT_TYPE:
+        if is_form:
             form = await request.form()
             return LoginRequest.model_validate(
                 {"email": form.get("username"), "password": form.get("password")}
@@ -77,8 +78,13 @@ async def _read_credentials(request: Request) -> LoginRequest:
         return LoginRequest.model_validate_json(await request.body())
     except ValidationError as exc:
         errors = exc.errors(include_input=False, include_url=False)
+        # Errors name the fields the client sent: the form has `username`, not `email`.
+        sent_as = {"email": "username"} if is_form else {}
         raise RequestValidationError(
-            [{**error, "loc": ("body", *error["loc"])} for error in errors]
+            [
+                {**error, "loc": ("body", *(sent_as.get(str(part), part) for part in error["loc"]))}
+                for error in errors
+            ]
         ) from None
 
 

@@ -29,6 +29,7 @@ class AuthService:
         # so guessing cannot continue past the limit.
         self.limiter.check_account(request.email)
         user = await self.users.get_by_email(request.email)
+        await self.users.end_read_only_transaction()
         # Always one argon2 verification, so an unknown email answers as slowly as a wrong
         # password and response times do not reveal which accounts exist.
         valid = await verify_password(request.password, user.password_hash if user else None)

@@ -64,7 +64,10 @@ def create_engine(settings: Settings, target: DatabaseTarget | None = None) -> A
     if pgbouncer:
         # Prepared statements do not survive PgBouncer handing the server connection to
         # another client between transactions: no cache, and never-reused statement names.
+        # (statement_cache_size is asyncpg's own cache, prepared_statement_cache_size is
+        # SQLAlchemy's adapter cache; both are connect() keywords, not engine options.)
         connect_args["statement_cache_size"] = 0
+        connect_args["prepared_statement_cache_size"] = 0
         connect_args["prepared_statement_name_func"] = _unique_statement_name
     for warning in target.warnings:
         logger.warning("database_url_warning", detail=warning)
@@ -79,7 +82,6 @@ def create_engine(settings: Settings, target: DatabaseTarget | None = None) -> A
         connect_args=connect_args,
         # Bound parameters never appear in error messages (they may hold user data).
         hide_parameters=True,
-        **({"prepared_statement_cache_size": 0} if pgbouncer else {}),
     )
     if pgbouncer:
         _set_local_timeouts(engine, statement_timeout_ms)
@@ -87,12 +89,18 @@ def create_engine(settings: Settings, target: DatabaseTarget | None = None) -> A
 
 
 def _set_local_timeouts(engine: AsyncEngine, statement_timeout_ms: int) -> None:
+    # One statement (asyncpg prepares every statement, and a prepared statement cannot hold
+    # two commands); set_config(..., true) is SET LOCAL: it ends with the transaction, so it
+    # never leaks to the next client PgBouncer hands the server connection to.
+    sql = (
+        f"SELECT set_config('statement_timeout', '{int(statement_timeout_ms)}', true), "
+        "set_config('idle_in_transaction_session_timeout', "
+        f"'{IDLE_IN_TRANSACTION_TIMEOUT_MS}', true)"
+    )
+
     @event.listens_for(engine.sync_engine, "begin")
     def _apply(connection: Any) -> None:
-        connection.exec_driver_sql(
-            f"SET LOCAL statement_timeout = {statement_timeout_ms}; "
-            f"SET LOCAL idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_TIMEOUT_MS}"
-        )
+        connection.exec_driver_sql(sql)
 
 
 @dataclass
@@ -133,7 +141,7 @@ class Database:
                 return
             except Exception as exc:
                 where = f"{self.target.host_label}, database '{self.target.database}'"
-                cause = type(getattr(exc, "orig", None) or exc).__name__
+                cause = _describe_cause(exc)
                 if translate_database_error(exc) is None:
                     # Bad password, missing database...: retrying will not help.
                     raise DatabaseStartupError(
@@ -151,6 +159,18 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def _describe_cause(exc: BaseException) -> str:
+    """The driver's exception behind SQLAlchemy's wrapper: its class, and for an error the
+    server sent (e.g. 'database "x" does not exist') its message, which never holds the
+    password. Other messages may quote the URL, so they are left out."""
+    orig = getattr(exc, "orig", None) or exc
+    driver_error = orig.__cause__ or orig
+    name = type(driver_error).__name__
+    if getattr(driver_error, "sqlstate", None):
+        return f"{name}: {driver_error}"
+    return name
 
 
 def get_database(request: Request) -> Database:

@@ -188,14 +188,34 @@ async def _handle_app_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(exc)
 
 
-async def _handle_http_exception(_: Request, exc: Exception) -> JSONResponse:
+async def _handle_http_exception(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:
+        # FastAPI's answer to a body it cannot decode (e.g. not UTF-8): bad input like any
+        # other malformed body, so the same 422 as invalid JSON.
+        return JSONResponse(
+            {"detail": "Request body is not valid JSON", "code": ValidationFailedError.code},
+            status_code=422,
+        )
     codes = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
     return JSONResponse(
         {"detail": exc.detail, "code": codes.get(exc.status_code, "http_error")},
         status_code=exc.status_code,
-        headers=exc.headers,
+        headers=headers,
     )
+
+
+def _allowed_methods(request: Request) -> str | None:
+    """Every documented method of the path, not just the first route Starlette matched
+    (FastAPI has one route per method, so Starlette's own Allow lists only one)."""
+    route = request.scope.get("route")
+    paths = request.app.openapi().get("paths", {})
+    operations = paths.get(getattr(route, "path", None), {})
+    methods = sorted(method.upper() for method in operations if method != "parameters")
+    return ", ".join(methods) or None
 
 
 async def _handle_validation_error(_: Request, exc: Exception) -> JSONResponse:

@@ -61,12 +61,19 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
         if fmt == "json"
         else structlog.dev.ConsoleRenderer()
     )
+    # Replace the configured processors in place: loggers cached on first use hold on to this
+    # list, so a later configure (a second create_app in one process, as tests do, or
+    # structlog.testing.capture_logs) must change it, not swap in a new one they never see.
+    processors = structlog.get_config()["processors"]
+    if not isinstance(processors, list):
+        processors = []
+    processors[:] = [
+        *shared,
+        structlog.stdlib.PositionalArgumentsFormatter(),
+        structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+    ]
     structlog.configure(
-        processors=[
-            *shared,
-            structlog.stdlib.PositionalArgumentsFormatter(),
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
-        ],
+        processors=processors,
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,

@@ -4,20 +4,25 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 
-def _reject_nul(value: str) -> str:
+def reject_nul(value: str) -> str:
     # PostgreSQL text cannot hold NUL; reject it as bad input instead of failing in the driver.
     if "\x00" in value:
         raise ValueError("must not contain NUL characters")
     return value
 
 
-SafeStr = Annotated[str, AfterValidator(_reject_nul)]
+# The pattern documents the rule in OpenAPI, so clients (and fuzzers) know NUL is refused.
+SafeStr = Annotated[
+    str, AfterValidator(reject_nul), Field(json_schema_extra={"pattern": "^[^\\x00]*$"})
+]
 
 
 class RequestBody(BaseModel):
     """Unknown fields (``id``, ``user_id``, ``created_at``...) are ignored, never applied."""
 
-    model_config = ConfigDict(extra="ignore")
+    # strict: a JSON 0 is not a boolean and 1 is not a string; what the schema says is what
+    # is accepted.
+    model_config = ConfigDict(extra="ignore", strict=True)

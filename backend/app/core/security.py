@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import anyio
 import anyio.to_thread
 import jwt
 from pwdlib import PasswordHash
@@ -44,7 +46,7 @@ class IssuedToken:
 
 @dataclass(frozen=True)
 class TokenCodec:
-    secret: str
+    secret: str = field(repr=False)  # never in a repr, a traceback's locals or a log line
     algorithm: str
     lifetime: timedelta
     issuer: str | None = None

@@ -41,13 +41,33 @@ class NotReady(BaseModel):
     code: str
 
 
+# Probes given up on, still cleaning up; referenced so they are not garbage-collected.
+_abandoned_probes: set[asyncio.Task[float]] = set()
+
+
 async def _round_trip(request: Request, budget_seconds: float) -> float | None:
+    # The ping runs in its own task and the probe waits for it through a shield: when the budget
+    # runs out the answer goes out at once, while the cancelled ping finishes in the background.
+    # Awaiting the cancellation would not do: SQLAlchemy then closes the dead connection
+    # gracefully, which on a black-holed host waits up to 2 s more.
+    ping = asyncio.create_task(get_database(request).ping())
     try:
         async with asyncio.timeout(budget_seconds):
-            return await get_database(request).ping()
+            return await asyncio.shield(ping)
     except Exception as exc:
         logger.warning("health_check_failed", error_type=type(exc).__name__)
         return None
+    finally:
+        if not ping.done():
+            ping.cancel()
+            _abandoned_probes.add(ping)
+            ping.add_done_callback(_forget_probe)
+
+
+def _forget_probe(ping: asyncio.Task[float]) -> None:
+    _abandoned_probes.discard(ping)
+    if not ping.cancelled():
+        ping.exception()  # retrieved, so asyncio does not report it as never retrieved
 
 
 @router.get("/health")

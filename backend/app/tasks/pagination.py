@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from app.tasks.errors import InvalidCursorError
 
@@ -32,9 +31,11 @@ class Cursor:
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
             created_at, task_id = raw.split("|")
-            cursor = cls(created_at=datetime.fromisoformat(created_at), id=uuid.UUID(task_id))
-        except (binascii.Error, UnicodeDecodeError, ValueError):
+            moment = datetime.fromisoformat(created_at)
+            if moment.tzinfo is None:
+                raise InvalidCursorError()
+            # Normalised to UTC here: an offset that pushes the moment outside years 1..9999
+            # must be the client's 422, not an OverflowError in the driver (a 500).
+            return cls(created_at=moment.astimezone(UTC), id=uuid.UUID(task_id))
+        except (ValueError, OverflowError):  # includes binascii.Error, UnicodeDecodeError
             raise InvalidCursorError() from None
-        if cursor.created_at.tzinfo is None:
-            raise InvalidCursorError()
-        return cursor

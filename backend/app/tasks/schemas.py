@@ -4,15 +4,23 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
-from app.core.schemas import RequestBody, SafeStr
+from app.core.schemas import RequestBody, reject_nul
 from app.tasks.models import DESCRIPTION_MAX_LENGTH, TITLE_MAX_LENGTH
 
+# Constraints go straight on `str`, before any validator: pydantic applies Annotated metadata in
+# order, and after a validator it counts the length before stripping and strips after checking,
+# which let "   " through as "" and refused 255 characters wrapped in spaces.
 Title = Annotated[
-    SafeStr, StringConstraints(strip_whitespace=True, min_length=1, max_length=TITLE_MAX_LENGTH)
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=TITLE_MAX_LENGTH),
+    AfterValidator(reject_nul),
 ]
-Description = Annotated[SafeStr, StringConstraints(max_length=DESCRIPTION_MAX_LENGTH)]
+Description = Annotated[
+    str, StringConstraints(max_length=DESCRIPTION_MAX_LENGTH), AfterValidator(reject_nul)
+]
 
 
 class TaskCreate(RequestBody):
@@ -30,9 +38,11 @@ class TaskUpdate(RequestBody):
 class TaskPatch(RequestBody):
     """PATCH: only the fields present change. Setting ``completed`` is idempotent."""
 
-    title: Title | None = None
+    # Absent means "unchanged"; null is refused (and not offered in the schema) for the two
+    # columns that cannot be null.
+    title: Title | SkipJsonSchema[None] = None
     description: Description | None = None
-    completed: bool | None = None
+    completed: bool | SkipJsonSchema[None] = None
 
     @model_validator(mode="after")
     def _title_and_completed_are_not_nullable(self) -> TaskPatch:

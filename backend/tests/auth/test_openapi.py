@@ -1,0 +1,114 @@
+"""What /openapi.json tells a client (and Swagger UI) about authentication."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+PROTECTED_OPERATIONS = [
+    ("get", "/api/auth/me"),
+    ("get", "/api/{user_id}/tasks"),
+    ("post", "/api/{user_id}/tasks"),
+    ("get", "/api/{user_id}/tasks/{task_id}"),
+    ("put", "/api/{user_id}/tasks/{task_id}"),
+    ("patch", "/api/{user_id}/tasks/{task_id}"),
+    ("delete", "/api/{user_id}/tasks/{task_id}"),
+    ("patch", "/api/{user_id}/tasks/{task_id}/complete"),
+]
+
+
+@pytest.fixture
+async def openapi(client: httpx.AsyncClient) -> dict[str, Any]:
+    response = await client.get("/openapi.json")
+    assert response.status_code == 200, response.text
+    document: dict[str, Any] = response.json()
+    return document
+
+
+def password_scheme_name(openapi: dict[str, Any]) -> str:
+    [name] = [
+        name
+        for name, scheme in openapi["components"]["securitySchemes"].items()
+        if scheme["type"] == "oauth2"
+    ]
+    return name
+
+
+def test_the_oauth2_password_scheme_points_at_the_login_route(openapi: dict[str, Any]) -> None:
+    scheme = openapi["components"]["securitySchemes"][password_scheme_name(openapi)]
+
+    assert scheme["flows"] == {"password": {"scopes": {}, "tokenUrl": "/api/auth/login"}}
+
+
+@pytest.mark.parametrize(("method", "path"), PROTECTED_OPERATIONS)
+def test_protected_routes_require_the_scheme_and_document_401(
+    openapi: dict[str, Any], method: str, path: str
+) -> None:
+    operation = openapi["paths"][path][method]
+
+    assert operation["security"] == [{password_scheme_name(openapi): []}]
+    assert "401" in operation["responses"]
+
+
+@pytest.mark.parametrize("path", ["/api/auth/signup", "/api/auth/login"])
+def test_signup_and_login_need_no_token(openapi: dict[str, Any], path: str) -> None:
+    assert "security" not in openapi["paths"][path]["post"]
+
+
+def test_task_routes_document_403_for_another_users_namespace(openapi: dict[str, Any]) -> None:
+    task_operations = [op for op in PROTECTED_OPERATIONS if op[1].startswith("/api/{user_id}")]
+
+    for method, path in task_operations:
+        assert "403" in openapi["paths"][path][method]["responses"], (method, path)
+
+
+def test_login_documents_both_a_json_and_a_form_body(openapi: dict[str, Any]) -> None:
+    content = openapi["paths"]["/api/auth/login"]["post"]["requestBody"]["content"]
+
+    assert set(content) == {"application/json", "application/x-www-form-urlencoded"}
+    json_schema = content["application/json"]["schema"]
+    form_schema = content["application/x-www-form-urlencoded"]["schema"]
+    assert set(json_schema["required"]) == {"email", "password"}
+    assert set(form_schema["required"]) == {"username", "password"}
+    assert form_schema["properties"]["password"]["format"] == "password"
+
+
+def test_signup_documents_201_409_and_422(openapi: dict[str, Any]) -> None:
+    responses = openapi["paths"]["/api/auth/signup"]["post"]["responses"]
+
+    assert {"201", "409", "422"} <= set(responses)
+    assert set(responses["201"]["content"]["application/json"]["schema"].values()) == {
+        "#/components/schemas/UserRead"
+    }
+    assert responses["409"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ErrorBody"
+    }
+
+
+def test_login_documents_200_401_and_422(openapi: dict[str, Any]) -> None:
+    responses = openapi["paths"]["/api/auth/login"]["post"]["responses"]
+
+    assert {"200", "401", "422"} <= set(responses)
+    assert responses["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/TokenResponse"
+    }
+    assert responses["401"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ErrorBody"
+    }
+    assert responses["422"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ValidationErrorBody"
+    }
+
+
+def test_user_and_token_schemas_expose_no_password(openapi: dict[str, Any]) -> None:
+    schemas = openapi["components"]["schemas"]
+
+    assert set(schemas["UserRead"]["properties"]) == {"id", "email", "name", "created_at"}
+    assert set(schemas["TokenResponse"]["properties"]) == {
+        "access_token",
+        "token_type",
+        "expires_in",
+        "user",
+    }

@@ -1,0 +1,206 @@
+"""The one place errors become HTTP: a stable JSON shape, and nothing internal in the body."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from sqlalchemy import text
+
+from app.core.db import SessionDep
+from app.core.errors import (
+    AppError,
+    AuthenticationError,
+    ConflictError,
+    DatabaseTimeoutError,
+    DatabaseUnavailableError,
+    InvalidTokenError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitedError,
+    ValidationFailedError,
+)
+from app.main import create_app
+from tests.conftest import make_settings
+from tests.core.conftest import LogOutput
+
+RAISED: dict[str, AppError] = {
+    "not-found": NotFoundError(),
+    "conflict": ConflictError("That name is taken"),
+    "validation": ValidationFailedError(),
+    "authentication": AuthenticationError(),
+    "invalid-token": InvalidTokenError(),
+    "permission": PermissionDeniedError(),
+    "rate-limited": RateLimitedError(30),
+    "database-unavailable": DatabaseUnavailableError(),
+    "database-timeout": DatabaseTimeoutError(),
+}
+
+
+@pytest.fixture(scope="module")
+async def errors_client(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """The real app plus a few routes that fail on purpose."""
+    app = create_app(make_settings(database_url, db_statement_timeout_seconds=0.3))
+
+    async def raise_app_error(name: str) -> None:
+        raise RAISED[name]
+
+    async def crash() -> None:
+        raise RuntimeError("internal detail 42")
+
+    async def bad_sql(session: SessionDep) -> None:
+        await session.execute(text("SELECT secret_column FROM no_such_table"))
+
+    async def slow_sql(session: SessionDep) -> None:
+        await session.execute(text("SELECT pg_sleep(5)"))
+
+    app.add_api_route("/test/raise/{name}", raise_app_error)
+    app.add_api_route("/test/crash", crash)
+    app.add_api_route("/test/bad-sql", bad_sql)
+    app.add_api_route("/test/slow-sql", slow_sql)
+    async with LifespanManager(app) as manager:
+        # An unexpected exception is answered, then re-raised to the server (which logs it);
+        # the client sees the answer, as over a real socket.
+        transport = httpx.ASGITransport(app=manager.app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            yield http
+
+
+@pytest.mark.parametrize(
+    ("name", "status", "body", "headers"),
+    [
+        ("not-found", 404, {"detail": "Not found", "code": "not_found"}, {}),
+        ("conflict", 409, {"detail": "That name is taken", "code": "conflict"}, {}),
+        (
+            "validation",
+            422,
+            {"detail": "Request validation failed", "code": "validation_error"},
+            {},
+        ),
+        (
+            "authentication",
+            401,
+            {"detail": "Not authenticated", "code": "not_authenticated"},
+            {"WWW-Authenticate": "Bearer"},
+        ),
+        (
+            "invalid-token",
+            401,
+            {"detail": "Invalid or expired token", "code": "invalid_token"},
+            {"WWW-Authenticate": "Bearer"},
+        ),
+        (
+            "permission",
+            403,
+            {"detail": "Not allowed to access this resource", "code": "forbidden"},
+            {},
+        ),
+        (
+            "rate-limited",
+            429,
+            {"detail": "Too many attempts; try again later", "code": "rate_limited"},
+            {"Retry-After": "30"},
+        ),
+        (
+            "database-unavailable",
+            503,
+            {
+                "detail": "The database is unavailable; retry shortly",
+                "code": "database_unavailable",
+            },
+            {"Retry-After": "5"},
+        ),
+        (
+            "database-timeout",
+            503,
+            {
+                "detail": "The database did not answer in time; retry shortly",
+                "code": "database_timeout",
+            },
+            {"Retry-After": "5"},
+        ),
+    ],
+)
+async def test_app_errors_map_to_status_code_body_and_headers(
+    errors_client: httpx.AsyncClient,
+    name: str,
+    status: int,
+    body: dict[str, str],
+    headers: dict[str, str],
+) -> None:
+    response = await errors_client.get(f"/test/raise/{name}")
+
+    assert response.status_code == status
+    assert response.json() == body
+    for header, value in headers.items():
+        assert response.headers[header] == value
+
+
+async def test_an_unknown_route_is_a_json_404(errors_client: httpx.AsyncClient) -> None:
+    response = await errors_client.get("/no/such/route")
+
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Not Found", "code": "not_found"}
+
+
+async def test_a_wrong_method_is_a_json_405(errors_client: httpx.AsyncClient) -> None:
+    response = await errors_client.delete("/health")
+
+    assert response.status_code == 405
+    assert response.json() == {"detail": "Method Not Allowed", "code": "method_not_allowed"}
+
+
+async def test_invalid_input_names_the_field_and_never_echoes_the_value(
+    errors_client: httpx.AsyncClient,
+) -> None:
+    response = await errors_client.post(
+        "/api/auth/signup", json={"email": "someone@example.com", "password": "Qz!"}
+    )
+
+    assert response.status_code == 422
+    body = response.json()
+    assert body["code"] == "validation_error"
+    assert body["detail"].startswith("body.password: ")
+    assert [error["loc"] for error in body["errors"]] == [["body", "password"]]
+    assert set(body["errors"][0]) == {"loc", "msg", "type"}
+    assert "Qz!" not in response.text
+
+
+async def test_an_unexpected_exception_is_a_generic_500_and_logged_with_its_traceback(
+    errors_client: httpx.AsyncClient, log_output: LogOutput
+) -> None:
+    response = await errors_client.get("/test/crash")
+
+    assert response.status_code == 500
+    assert response.json() == {"detail": "Internal server error", "code": "internal_error"}
+    [logged] = log_output.records(event="unhandled_error")
+    assert "RuntimeError: internal detail 42" in logged["exception"]
+    assert "Traceback" in logged["exception"]
+
+
+async def test_a_failing_query_is_a_generic_500_with_the_sql_in_the_log_only(
+    errors_client: httpx.AsyncClient, log_output: LogOutput
+) -> None:
+    response = await errors_client.get("/test/bad-sql")
+
+    assert response.status_code == 500
+    assert response.json() == {"detail": "Internal server error", "code": "internal_error"}
+    [logged] = log_output.records(event="unhandled_error")
+    assert "no_such_table" in logged["exception"]
+
+
+async def test_a_statement_timeout_is_a_503_to_retry(
+    errors_client: httpx.AsyncClient, log_output: LogOutput
+) -> None:
+    response = await errors_client.get("/test/slow-sql")
+
+    assert response.status_code == 503
+    assert response.json() == {
+        "detail": "The database did not answer in time; retry shortly",
+        "code": "database_timeout",
+    }
+    assert response.headers["Retry-After"] == "5"
+    [logged] = log_output.records(event="database_error")
+    assert logged["error_code"] == "database_timeout"

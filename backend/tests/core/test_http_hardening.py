@@ -1,0 +1,94 @@
+"""Input limits and response headers every route shares."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.conftest import Account
+
+
+async def test_body_over_the_cap_is_refused_with_413(
+    client: httpx.AsyncClient, account: Account
+) -> None:
+    response = await client.post(
+        account.tasks_url,
+        content=b'{"title": "' + b"x" * (64 * 1024) + b'"}',
+        headers={**account.headers, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 413
+    assert response.json() == {"detail": "Request body too large", "code": "request_too_large"}
+
+
+async def test_chunked_body_over_the_cap_is_refused_with_413(
+    client: httpx.AsyncClient, account: Account
+) -> None:
+    async def chunks():  # type: ignore[no-untyped-def]
+        yield b'{"title": "'
+        for _ in range(70):
+            yield b"y" * 1024
+        yield b'"}'
+
+    response = await client.post(
+        account.tasks_url,
+        content=chunks(),
+        headers={**account.headers, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 413
+    assert response.json()["code"] == "request_too_large"
+
+
+async def test_nul_character_in_a_string_is_a_422_not_a_500(
+    client: httpx.AsyncClient, account: Account
+) -> None:
+    for body in ({"title": "a\u0000b"}, {"title": "ok", "description": "\u0000"}):
+        response = await client.post(account.tasks_url, json=body, headers=account.headers)
+        assert response.status_code == 422, response.text
+        assert response.json()["code"] == "validation_error"
+    signup = await client.post(
+        "/api/auth/signup", json={"email": "nul@example.com", "password": "pass\u0000word1"}
+    )
+    assert signup.status_code == 422
+    login = await client.post(
+        "/api/auth/login", data={"username": "a@example.com", "password": "x\u0000y"}
+    )
+    assert login.status_code == 422
+    listed = await client.get(account.tasks_url, headers=account.headers)
+    assert listed.json() == []
+
+
+async def test_out_of_range_query_values_are_422(
+    client: httpx.AsyncClient, account: Account
+) -> None:
+    for query in ("limit=0", "limit=501", "limit=99999999999999999999999", "completed=maybe"):
+        response = await client.get(f"{account.tasks_url}?{query}", headers=account.headers)
+        assert response.status_code == 422, query
+
+
+async def test_responses_carry_security_headers_and_no_store(
+    client: httpx.AsyncClient, account: Account
+) -> None:
+    for response in (
+        await client.get(account.tasks_url, headers=account.headers),
+        await client.get("/api/auth/me", headers=account.headers),
+        await client.get("/api/auth/me"),
+    ):
+        assert response.headers["Cache-Control"] == "no-store"
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["Referrer-Policy"] == "no-referrer"
+
+
+async def test_undocumented_method_gets_405_with_allow(
+    client: httpx.AsyncClient, account: Account
+) -> None:
+    response = await client.request("TRACE", account.tasks_url, headers=account.headers)
+    assert response.status_code == 405
+    assert response.json()["code"] == "method_not_allowed"
+    assert set(response.headers["Allow"].replace(" ", "").split(",")) == {"GET", "POST"}
+
+
+async def test_token_in_query_string_is_not_accepted(
+    client: httpx.AsyncClient, account: Account
+) -> None:
+    response = await client.get(f"/api/auth/me?access_token={account.token}")
+    assert response.status_code == 401
+    assert response.json()["code"] == "not_authenticated"

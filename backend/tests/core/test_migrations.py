@@ -1,0 +1,216 @@
+"""Alembic migrations: idempotent, reversible, in step with the models, and the schema's
+updated_at trigger."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+
+from app.auth import models as _auth_models  # noqa: F401  (registers the table)
+from app.core.config import REPO_ROOT
+from app.core.db import create_engine
+from app.core.migrations import alembic_config, downgrade, upgrade
+from app.core.models import Base
+from app.tasks import models as _task_models  # noqa: F401  (registers the table)
+from tests.conftest import TEST_JWT_SECRET, make_settings
+
+HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+SCHEMA = """
+SELECT 'column', table_name || '.' || column_name,
+       concat_ws(' ', data_type, character_maximum_length, is_nullable, column_default)
+  FROM information_schema.columns WHERE table_schema = 'public'
+UNION ALL
+SELECT 'constraint', conname, pg_get_constraintdef(c.oid)
+  FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace WHERE nspname = 'public'
+UNION ALL
+SELECT 'index', indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'
+UNION ALL
+SELECT 'trigger', tgname, pg_get_triggerdef(t.oid) FROM pg_trigger t WHERE NOT tgisinternal
+UNION ALL
+SELECT 'function', proname, pg_get_functiondef(p.oid)
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE nspname = 'public'
+ORDER BY 1, 2
+"""
+
+
+def _dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@pytest.fixture
+async def empty_database_url(server_url: str) -> AsyncIterator[str]:
+    """A database of its own, created empty and dropped afterwards."""
+    name = f"taskapi_migrations_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(_dsn(server_url))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    try:
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        admin = await asyncpg.connect(_dsn(server_url))
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+@pytest.fixture
+async def empty_engine(empty_database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(make_settings(empty_database_url))
+    yield engine
+    await engine.dispose()
+
+
+async def _schema(engine: AsyncEngine) -> list[tuple[Any, ...]]:
+    async with engine.connect() as connection:
+        return [tuple(row) for row in await connection.execute(text(SCHEMA))]
+
+
+async def _version(engine: AsyncEngine) -> list[str]:
+    async with engine.connect() as connection:
+        exists = await connection.scalar(text("SELECT to_regclass('alembic_version') IS NOT NULL"))
+        if not exists:
+            return []
+        return list(await connection.scalars(text("SELECT version_num FROM alembic_version")))
+
+
+async def test_upgrade_head_twice_is_a_no_op(empty_engine: AsyncEngine) -> None:
+    await upgrade(empty_engine)
+    schema = await _schema(empty_engine)
+    async with empty_engine.begin() as connection:
+        await connection.execute(
+            text("INSERT INTO users (email, password_hash) VALUES ('kept@example.com', 'x')")
+        )
+
+    await upgrade(empty_engine)
+
+    assert await _schema(empty_engine) == schema
+    assert await _version(empty_engine) == [HEAD]
+    async with empty_engine.connect() as connection:
+        emails = (await connection.scalars(text("SELECT email FROM users"))).all()
+    assert emails == ["kept@example.com"]
+
+
+async def test_downgrade_base_removes_everything_and_upgrade_rebuilds_it(
+    empty_engine: AsyncEngine,
+) -> None:
+    await upgrade(empty_engine)
+    migrated = await _schema(empty_engine)
+
+    await downgrade(empty_engine, "base")
+    after_downgrade = await _schema(empty_engine)
+    version_after_downgrade = await _version(empty_engine)
+    await upgrade(empty_engine)
+
+    # Only Alembic's own bookkeeping table is left, with no revision in it.
+    assert {(kind, name) for kind, name, _ in after_downgrade} == {
+        ("column", "alembic_version.version_num"),
+        ("constraint", "alembic_version_pkc"),
+        ("index", "alembic_version_pkc"),
+    }
+    assert version_after_downgrade == []
+    assert await _schema(empty_engine) == migrated
+    assert await _version(empty_engine) == [HEAD]
+
+
+def _differences(connection: Connection) -> list[Any]:
+    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    return list(compare_metadata(context, Base.metadata))
+
+
+async def test_models_and_migrations_agree(engine: AsyncEngine) -> None:
+    async with engine.connect() as connection:
+        differences = await connection.run_sync(_differences)
+
+    assert differences == []
+
+
+async def test_alembic_command_line_migrates_the_database_url(
+    empty_database_url: str, empty_engine: AsyncEngine
+) -> None:
+    """What the README tells operators to run: env.py reads DATABASE_URL through Settings."""
+    env = {**os.environ, "DATABASE_URL": empty_database_url, "JWT_SECRET": TEST_JWT_SECRET}
+
+    upgraded = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "alembic", "upgrade", "head"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert await _version(empty_engine) == [HEAD]
+    assert await _schema(empty_engine) != []
+
+
+# --- the updated_at trigger -----------------------------------------------------------------
+
+
+async def _updated_at(connection: AsyncConnection, table: str, row_id: object) -> Any:
+    return await connection.scalar(
+        text(f"SELECT updated_at FROM {table} WHERE id = :id"),  # noqa: S608  (fixed names)
+        {"id": row_id},
+    )
+
+
+@pytest.mark.parametrize(
+    ("table", "no_op", "change"),
+    [
+        ("users", "name = name", "name = 'Renamed'"),
+        ("tasks", "title = title, completed = completed", "title = 'Renamed'"),
+    ],
+)
+async def test_updated_at_moves_on_a_real_change_and_not_on_a_no_op(
+    db_session: AsyncSession, table: str, no_op: str, change: str
+) -> None:
+    user_id = await db_session.scalar(
+        text(
+            "INSERT INTO users (email, password_hash, name) "
+            "VALUES ('trigger@example.com', 'x', 'Original') RETURNING id"
+        )
+    )
+    row_id = user_id
+    if table == "tasks":
+        row_id = await db_session.scalar(
+            text("INSERT INTO tasks (user_id, title) VALUES (:user_id, 'Original') RETURNING id"),
+            {"user_id": user_id},
+        )
+    await db_session.commit()
+    connection = await db_session.connection()
+    created = await _updated_at(connection, table, row_id)
+
+    await db_session.execute(
+        text(f"UPDATE {table} SET {no_op} WHERE id = :id"),  # noqa: S608  (fixed names)
+        {"id": row_id},
+    )
+    after_no_op = await _updated_at(connection, table, row_id)
+    await db_session.execute(
+        text(f"UPDATE {table} SET {change} WHERE id = :id"),  # noqa: S608  (fixed names)
+        {"id": row_id},
+    )
+    after_change = await _updated_at(connection, table, row_id)
+    await db_session.commit()
+
+    assert after_no_op == created
+    assert after_change > created

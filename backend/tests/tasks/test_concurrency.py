@@ -1,0 +1,68 @@
+"""Concurrent toggles of one task: each is one atomic statement, so none is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from app.tasks.models import Task
+from app.tasks.repository import TaskRepository
+from tests.conftest import Account
+from tests.tasks.conftest import create_task, task_row
+
+TIMEOUT_SECONDS = 30
+
+
+@pytest.mark.parametrize("toggles", [50, 51])
+async def test_concurrent_toggles_through_the_api_end_in_the_state_their_count_predicts(
+    client: httpx.AsyncClient, account: Account, engine: AsyncEngine, toggles: int
+) -> None:
+    created = await create_task(client, account)
+    url = f"{account.tasks_url}/{created['id']}/complete"
+
+    async with asyncio.timeout(TIMEOUT_SECONDS):
+        responses = await asyncio.gather(
+            *(client.patch(url, headers=account.headers) for _ in range(toggles))
+        )
+
+    assert [r.status_code for r in responses] == [200] * toggles
+    # Serialised toggles from "open" answer open/completed alternately: one of each state
+    # per pair, so a lost update would show up as a missing "completed" answer.
+    answers = [r.json()["completed"] for r in responses]
+    assert answers.count(True) == (toggles + 1) // 2
+    expected = toggles % 2 == 1
+    row = await task_row(engine, created["id"])
+    assert row is not None
+    assert row["completed"] is expected
+    assert (row["completed_at"] is not None) is expected
+
+
+@pytest.mark.parametrize("toggles", [50, 51])
+async def test_concurrent_toggles_in_separate_transactions_lose_none(
+    engine: AsyncEngine, account: Account, clean_database: None, toggles: int
+) -> None:
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    owner_id = uuid.UUID(account.id)
+    async with sessions() as session:
+        task = await TaskRepository(session, owner_id).create(title="flip me")
+        await session.commit()
+
+    async def toggle_once() -> Task:
+        async with sessions() as session:
+            toggled = await TaskRepository(session, owner_id).toggle(task.id)
+            await session.commit()
+            return toggled
+
+    async with asyncio.timeout(TIMEOUT_SECONDS):
+        results = await asyncio.gather(*(toggle_once() for _ in range(toggles)))
+
+    assert [t.completed for t in results].count(True) == (toggles + 1) // 2
+    expected = toggles % 2 == 1
+    row = await task_row(engine, task.id)
+    assert row is not None
+    assert row["completed"] is expected
+    assert (row["completed_at"] is not None) is expected

@@ -1,0 +1,196 @@
+"""The benchmark's database: a fresh one per run, migrated, seeded in bulk, with a token per user.
+
+DATABASE_URL names the server to use (a database is created on it and dropped afterwards);
+unset, an embedded PostgreSQL is started with its data in bench/out/postgres.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+from app.core.config import load_settings
+from app.core.database_url import parse_database_url
+from app.core.db import create_engine
+from app.core.embedded_db import start_embedded_postgres
+from app.core.migrations import upgrade
+from app.core.security import TokenCodec, hash_password
+
+READERS = 1000
+WRITERS = 200
+TASKS_PER_USER = 50
+PASSWORD = "bench-password-not-secret"
+TOKEN_LIFETIME = timedelta(hours=12)
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchUser:
+    id: uuid.UUID
+    task_ids: list[uuid.UUID]
+
+
+@dataclasses.dataclass(frozen=True)
+class SeededDatabase:
+    url: str  # what the servers get as DATABASE_URL
+    jwt_secret: str
+    readers_file: Path  # one line per user: "<id> <token> <task>,<task>,..."
+    writers_file: Path
+    server_version: str
+    max_connections: int
+    postmaster_pid: int | None  # None when the server is not on this machine
+
+
+def asyncpg_dsn(url: str) -> str:
+    target = parse_database_url(url)
+    return target.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def server_url_from_environment(out_dir: Path) -> tuple[str, bool]:
+    """(maintenance URL, embedded?)."""
+    configured = os.environ.get("DATABASE_URL", "").strip()
+    if configured:
+        return configured, False
+    return start_embedded_postgres(out_dir), True
+
+
+@contextmanager
+def fresh_database(server_url: str) -> Iterator[str]:
+    """CREATE a uniquely named database on the server; DROP it on exit."""
+    import asyncio  # noqa: PLC0415
+
+    name = f"taskapi_bench_{uuid.uuid4().hex[:10]}"
+
+    async def admin(sql: str) -> None:
+        connection = await asyncpg.connect(asyncpg_dsn(server_url))
+        try:
+            await connection.execute(sql)
+        finally:
+            await connection.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def prepare(url: str, out_dir: Path) -> SeededDatabase:
+    """Migrate, seed readers and writers, mint tokens, write the wrk data files."""
+    jwt_secret = secrets.token_urlsafe(48)
+    settings = load_settings(database_url=url, jwt_secret=jwt_secret)
+    engine = create_engine(settings)
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+
+    # One real argon2id hash, shared by every seeded user: hashing 1,200 passwords would take
+    # longer than the benchmark, and the read/write workloads never verify a password.
+    password_hash = await hash_password(PASSWORD)
+    readers = _users(READERS)
+    writers = _users(WRITERS)
+    connection = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        await _seed(connection, "reader", readers, password_hash)
+        await _seed(connection, "writer", writers, password_hash)
+        await connection.execute("ANALYZE users; ANALYZE tasks")
+        server_version = await connection.fetchval("SHOW server_version")
+        max_connections = int(await connection.fetchval("SHOW max_connections"))
+        postmaster_pid = _local_postmaster(await connection.fetchval("SELECT pg_backend_pid()"))
+    finally:
+        await connection.close()
+
+    codec = dataclasses.replace(TokenCodec.from_settings(settings), lifetime=TOKEN_LIFETIME)
+    readers_file = out_dir / "readers.txt"
+    writers_file = out_dir / "writers.txt"
+    _write_data_file(readers_file, readers, codec)
+    _write_data_file(writers_file, writers, codec)
+    return SeededDatabase(
+        url=url,
+        jwt_secret=jwt_secret,
+        readers_file=readers_file,
+        writers_file=writers_file,
+        server_version=str(server_version),
+        max_connections=max_connections,
+        postmaster_pid=postmaster_pid,
+    )
+
+
+def _users(count: int) -> list[BenchUser]:
+    return [
+        BenchUser(id=uuid.uuid4(), task_ids=[uuid.uuid4() for _ in range(TASKS_PER_USER)])
+        for _ in range(count)
+    ]
+
+
+async def _seed(
+    connection: asyncpg.Connection, role: str, users: list[BenchUser], password_hash: str
+) -> None:
+    await connection.copy_records_to_table(
+        "users",
+        columns=["id", "email", "password_hash", "name"],
+        records=[
+            (user.id, f"{role}{number}@bench.example", password_hash, f"{role} {number}")
+            for number, user in enumerate(users)
+        ],
+    )
+    start = datetime.now(UTC) - timedelta(days=30)
+    records = []
+    for user in users:
+        for number, task_id in enumerate(user.task_ids):
+            created_at = start + timedelta(minutes=number)
+            completed = number % 3 == 0
+            records.append(
+                (
+                    task_id,
+                    user.id,
+                    f"Task {number}: write the quarterly report section",
+                    "Collect the figures, draft the text and send it for review.",
+                    completed,
+                    created_at + timedelta(hours=1) if completed else None,
+                    created_at,
+                    created_at,
+                )
+            )
+    await connection.copy_records_to_table(
+        "tasks",
+        columns=[
+            "id",
+            "user_id",
+            "title",
+            "description",
+            "completed",
+            "completed_at",
+            "created_at",
+            "updated_at",
+        ],
+        records=records,
+    )
+
+
+def _write_data_file(path: Path, users: list[BenchUser], codec: TokenCodec) -> None:
+    lines = [
+        f"{user.id} {codec.issue(user.id).value} {','.join(map(str, user.task_ids))}\n"
+        for user in users
+    ]
+    path.write_text("".join(lines))
+
+
+def _local_postmaster(backend_pid: int) -> int | None:
+    """The postmaster is the parent of our backend, if that backend runs on this machine."""
+    try:
+        stat = Path(f"/proc/{backend_pid}/stat").read_text()
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        comm = Path(f"/proc/{parent}/comm").read_text().strip()
+    except (OSError, ValueError, IndexError):
+        return None
+    return parent if comm.startswith(("postgres", "postmaster")) else None

@@ -1,0 +1,140 @@
+"""The yardstick: a bare ASGI callable on an asyncpg pool, no framework, no auth, no logging.
+
+It answers the four benchmark routes with the same SQL the service runs (same tables, same
+indexes, same ``LIMIT 101`` page), serialised with orjson. The table in bench/RESULTS.md shows
+the service as a fraction of this app's req/s, measured in the same sitting, so the ratio says
+what the full stack (routing, JWT auth, validation, ORM, logging) costs over the raw driver.
+
+    python -m uvicorn bench.reference:app --loop uvloop --http httptools --no-access-log
+
+Reads DATABASE_URL (any form the service accepts) and sizes its pool like the service:
+``DB_POOL_SIZE`` connections kept, up to ``DB_POOL_SIZE + DB_MAX_OVERFLOW``. Everything else is
+asyncpg's defaults (statement cache on; a reset query on each release, as in any asyncpg app).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Any
+
+import asyncpg
+import orjson
+
+from app.core.database_url import parse_database_url
+
+COLUMNS = "id, user_id, title, description, completed, completed_at, created_at, updated_at"
+LIST_SQL = (
+    f"SELECT {COLUMNS} FROM tasks WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT 101"
+)
+GET_SQL = f"SELECT {COLUMNS} FROM tasks WHERE id = $1 AND user_id = $2"
+CREATE_SQL = (
+    f"INSERT INTO tasks (user_id, title, description) VALUES ($1, $2, $3) RETURNING {COLUMNS}"
+)
+TOGGLE_SQL = (
+    "UPDATE tasks SET completed = NOT completed, "
+    "completed_at = CASE WHEN completed THEN NULL ELSE now() END "
+    f"WHERE id = $1 AND user_id = $2 RETURNING {COLUMNS}"
+)
+PAGE_SIZE = 100
+
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+_NOT_FOUND = b'{"detail":"Not found"}'
+_pool: asyncpg.Pool | None = None
+
+
+async def _create_pool() -> asyncpg.Pool:
+    target = parse_database_url(os.environ["DATABASE_URL"])
+    dsn = target.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    pool_size = int(os.environ.get("DB_POOL_SIZE", "5"))
+    overflow = int(os.environ.get("DB_MAX_OVERFLOW", "15"))
+    kwargs: dict[str, Any] = {}
+    ssl_argument = target.ssl_argument()
+    if ssl_argument is not None:
+        kwargs["ssl"] = ssl_argument
+    return await asyncpg.create_pool(
+        dsn, min_size=pool_size, max_size=pool_size + overflow, **kwargs
+    )
+
+
+async def _respond(send: Any, status: int, body: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _read_body(receive: Any) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _lifespan(receive: Any, send: Any) -> None:
+    global _pool  # noqa: PLW0603  (one pool per process, like the service's engine)
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            _pool = await _create_pool()
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            if _pool is not None:
+                await _pool.close()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        await _lifespan(receive, send)
+        return
+    assert _pool is not None
+    if scope["path"] == "/ready":
+        await _respond(send, 200, b'{"status":"ok"}')
+        return
+    # /api/{user_id}/tasks[/{task_id}[/complete]]
+    parts = scope["path"].split("/")
+    method = scope["method"]
+    try:
+        if len(parts) < 4 or parts[1] != "api" or parts[3] != "tasks":
+            raise LookupError
+        user_id = uuid.UUID(parts[2])
+        task_id = uuid.UUID(parts[4]) if len(parts) > 4 else None
+    except (LookupError, ValueError):
+        await _respond(send, 404, _NOT_FOUND)
+        return
+
+    status = 200
+    if task_id is None and method == "GET":
+        rows = await _pool.fetch(LIST_SQL, user_id)
+        body = orjson.dumps([dict(row) for row in rows[:PAGE_SIZE]], default=str)
+    elif task_id is None and method == "POST":
+        try:
+            payload = orjson.loads(await _read_body(receive))
+            title = payload["title"].strip()
+            description = payload.get("description")
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+            await _respond(send, 422, b'{"detail":"Invalid body"}')
+            return
+        row = await _pool.fetchrow(CREATE_SQL, user_id, title, description)
+        body, status = orjson.dumps(dict(row), default=str), 201
+    elif len(parts) == 5 and method == "GET":
+        row = await _pool.fetchrow(GET_SQL, task_id, user_id)
+        body = orjson.dumps(dict(row), default=str) if row is not None else b""
+    elif len(parts) == 6 and parts[5] == "complete" and method == "PATCH":
+        row = await _pool.fetchrow(TOGGLE_SQL, task_id, user_id)
+        body = orjson.dumps(dict(row), default=str) if row is not None else b""
+    else:
+        await _respond(send, 404, _NOT_FOUND)
+        return
+    if not body:
+        await _respond(send, 404, _NOT_FOUND)
+        return
+    await _respond(send, status, body)

@@ -1,0 +1,304 @@
+"""`python -m bench` (`make bench`): the load benchmark of the task API against a bare-asyncpg
+reference, both on a freshly seeded PostgreSQL, driven by wrk. See bench/RESULTS.md."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.core.embedded_db import EmbeddedDatabaseError
+from bench import processes, profile, report
+from bench.database import SeededDatabase, fresh_database, prepare, server_url_from_environment
+from bench.load import (
+    WORKLOADS,
+    WRITE_WORKLOADS,
+    RunResult,
+    WrkMissingError,
+    ensure_wrk,
+    log,
+    run_wrk,
+    settle,
+)
+from bench.processes import REPO_ROOT, Server
+
+DEFAULT_OUT = REPO_ROOT / "bench" / "out"
+
+
+def _csv_ints(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part.strip()]
+
+
+def _csv_workloads(text: str) -> list[str]:
+    names = [part.strip().lower() for part in text.split(",") if part.strip()]
+    unknown = [name for name in names if name not in WORKLOADS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown workload(s) {unknown}; use {list(WORKLOADS)}")
+    return names
+
+
+def _env_pair(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError("expected KEY=VALUE")
+    return key, value
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per run (10)")
+    parser.add_argument("--runs", type=int, default=2, help="runs per cell; the median is shown")
+    parser.add_argument(
+        "--connections", type=_csv_ints, default=[50, 200], help="comma list (50,200)"
+    )
+    parser.add_argument(
+        "--burst-connections",
+        type=int,
+        default=1000,
+        help="one bounded run per workload at this many connections, checked for errors (0 = skip)",
+    )
+    parser.add_argument("--burst-duration", type=float, default=5.0, help="seconds (5)")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="uvicorn workers for both apps (WEB_CONCURRENCY)"
+    )
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads (2)")
+    parser.add_argument(
+        "--timeout", type=float, default=10.0, help="wrk's per-request timeout in seconds (10)"
+    )
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds per app and workload")
+    parser.add_argument(
+        "--workloads", type=_csv_workloads, default=None, help="comma list of w1,w2,w3,w4"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 3 s, 1 run, 50 connections, short burst"
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="instead of the table: py-spy profile of the service under each workload "
+        "(default W1 and W2) at the first connection count",
+    )
+    parser.add_argument("--no-reference", action="store_true", help="measure the service only")
+    parser.add_argument(
+        "--env",
+        type=_env_pair,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for the service (e.g. DB_POOL_PRE_PING=false); repeatable",
+    )
+    parser.add_argument(
+        "--app-path",
+        type=Path,
+        default=None,
+        help="a directory holding an experimental copy of the `app` package to serve instead",
+    )
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.duration, args.runs, args.connections = 3.0, 1, [50]
+        args.burst_duration, args.warmup = 2.0, 1.0
+    if args.workloads is None:
+        args.workloads = ["w1", "w2"] if args.profile else list(WORKLOADS)
+    if args.runs < 1 or args.duration < 1 or not args.connections:
+        parser.error("--runs and --duration must be at least 1, and --connections non-empty")
+    return args
+
+
+@dataclass
+class Bench:
+    args: argparse.Namespace
+    wrk: str
+    db: SeededDatabase
+    servers: dict[str, Server]
+    errors_log: Path
+
+    def data_file(self, workload: str) -> Path:
+        return self.db.writers_file if workload in WRITE_WORKLOADS else self.db.readers_file
+
+    def run(self, app: str, workload: str, connections: int, duration: float) -> RunResult:
+        return run_wrk(
+            self.wrk,
+            self.servers[app],
+            workload,
+            connections,
+            duration,
+            self.data_file(workload),
+            threads=self.args.threads,
+            timeout_s=self.args.timeout,
+            postmaster_pid=self.db.postmaster_pid,
+            errors_log=self.errors_log,
+        )
+
+
+def _describe(result: RunResult) -> str:
+    pg = result.pg_cpu_ms_per_req
+    cpu = result.server_cpu_ms_per_req
+    return (
+        f"{result.rps:8,.0f} req/s  p50 {result.p50_ms:6.1f}  p99 {result.p99_ms:7.1f} ms  "
+        f"non-2xx {result.non_2xx}  socket errors {result.socket_errors}  "
+        f"cpu {'n/a' if cpu is None else f'{cpu:.2f}'} ms/req  "
+        f"pg {'n/a' if pg is None else f'{pg:.2f}'} ms/req"
+    )
+
+
+def measure(bench: Bench) -> list[RunResult]:
+    args = bench.args
+    apps = list(bench.servers)
+    plan: list[tuple[str, int, int]] = []  # (workload, connections, run number)
+    for connections in args.connections:
+        for workload in args.workloads:
+            plan.extend((workload, connections, number) for number in range(args.runs))
+    if args.burst_connections:
+        plan.extend((workload, args.burst_connections, 0) for workload in args.workloads)
+    total = len(plan) * len(apps)
+    results: list[RunResult] = []
+    warmed: set[tuple[str, str]] = set()
+    done = 0
+    for workload, connections, number in plan:
+        # Alternate which app goes first, so drift (autovacuum, page cache) hits both alike.
+        order = apps if number % 2 == 0 else list(reversed(apps))
+        burst = connections == args.burst_connections and connections not in args.connections
+        duration = args.burst_duration if burst else args.duration
+        for app in order:
+            if (app, workload) not in warmed and args.warmup > 0:
+                bench.run(app, workload, args.connections[0], args.warmup)
+                warmed.add((app, workload))
+                settle()
+            result = bench.run(app, workload, connections, duration)
+            results.append(result)
+            done += 1
+            log(
+                f"[{done:>3}/{total}] {app:<9} {workload} c={connections:<4} "
+                f"run {number + 1}: {_describe(result)}"
+            )
+            settle()
+    return results
+
+
+def run_profile(bench: Bench, out: Path) -> str:
+    args = bench.args
+    server = bench.servers["service"]
+    connections = args.connections[0]
+    sections = [
+        f"# Profile of the service ({args.workers} worker(s), {connections} connections, "
+        f"{args.duration:g} s per workload, py-spy at 200 Hz)",
+        "",
+    ]
+    for workload in args.workloads:
+        bench.run("service", workload, connections, max(args.warmup, 1.0))
+        profile.wait_for_stats()
+        before = profile.read_counters(bench.db.url)
+        folded = out / f"profile-{workload}.folded"
+        spy = profile.record(
+            server.pid or 0, args.duration - 1, folded, subprocesses=args.workers > 1
+        )
+        time.sleep(0.5)  # let py-spy attach before the load starts
+        result = bench.run("service", workload, connections, args.duration)
+        _, spy_err = spy.communicate(timeout=60)
+        if spy.returncode != 0 or not folded.exists():
+            raise RuntimeError(f"py-spy failed: {spy_err.decode(errors='replace')}")
+        profile.wait_for_stats()
+        after = profile.read_counters(bench.db.url)
+        log(f"profiled {workload}: {_describe(result)}")
+        sections += [
+            f"## {WORKLOADS[workload]}",
+            "",
+            f"Under the profiler: {_describe(result)}",
+            "",
+            profile.counters_per_request(before, after, result.requests),
+            "",
+            profile.summarise(profile.parse_folded(folded)),
+            "",
+        ]
+    return "\n".join(sections)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    out: Path = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    began = time.monotonic()
+    load_before = report.loadavg()
+    try:
+        wrk = ensure_wrk()
+    except WrkMissingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        server_url, embedded = server_url_from_environment(out)
+    except EmbeddedDatabaseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    log(
+        "PostgreSQL: "
+        + (f"embedded, data in {out / 'postgres'}" if embedded else "DATABASE_URL")
+        + "; creating a fresh database"
+    )
+    extra_env = dict(args.env)
+    with fresh_database(server_url) as url:
+        db = asyncio.run(prepare(url, out))
+        log(
+            f"seeded in {time.monotonic() - began:.0f}s: PostgreSQL {db.server_version}, "
+            f"max_connections {db.max_connections}"
+            + ("" if db.postmaster_pid else " (not on this machine: no PostgreSQL CPU column)")
+        )
+        servers = {
+            "service": processes.service(
+                url, db.jwt_secret, args.workers, out, extra_env, args.app_path
+            )
+        }
+        if not (args.no_reference or args.profile):
+            servers["reference"] = processes.reference(url, args.workers, out, extra_env)
+        errors_log = out / "server-warnings.log"
+        errors_log.unlink(missing_ok=True)
+        try:
+            for server in servers.values():
+                server.start()
+            bench = Bench(args, wrk, db, servers, errors_log)
+            if args.profile:
+                text = run_profile(bench, out)
+                (out / "profile.md").write_text(text + "\n")
+                print(text)
+                log(f"written: {out / 'profile.md'} and {out}/profile-*.folded")
+                return 0
+            results = measure(bench)
+        finally:
+            for server in servers.values():
+                server.stop()
+
+    settings: dict[str, object] = {
+        "workers": args.workers,
+        "duration_s": args.duration,
+        "runs": args.runs,
+        "connections": "/".join(map(str, args.connections)),
+        "burst": f"{args.burst_connections} x {args.burst_duration:g}s"
+        if args.burst_connections
+        else "off",
+        "wrk_threads": args.threads,
+        "wrk_timeout_s": args.timeout,
+        "postgres": "embedded (unix socket)" if embedded else "DATABASE_URL",
+        **({"env": " ".join(f"{k}={v}" for k, v in extra_env.items())} if extra_env else {}),
+        **({"app_path": str(args.app_path)} if args.app_path else {}),
+    }
+    text = "\n\n".join(
+        [
+            report.header(settings, db.server_version, load_before),
+            report.table(results),
+            report.verdict(results),
+            f"(whole benchmark: {time.monotonic() - began:.0f} s)",
+        ]
+    )
+    print(text)
+    (out / "results.md").write_text(text + "\n")
+    (out / "results.json").write_text(
+        json.dumps(
+            {"settings": settings, "runs": [result.as_dict() for result in results]}, indent=1
+        )
+    )
+    log(f"written: {out / 'results.md'}, {out / 'results.json'}")
+    return 0
