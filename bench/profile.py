@@ -200,7 +200,7 @@ def summarise(stacks: list[Stack], top: int = 25) -> str:
 
 def _after_middleware(frames: tuple[Frame, ...]) -> tuple[Frame, ...]:
     for index, (func, path) in enumerate(frames):
-        if func == "__call__" and path.endswith("app/core/logging.py"):
+        if func.endswith("__call__") and path.endswith("app/core/logging.py"):
             return frames[index + 1 :]
     return ()
 

@@ -50,7 +50,7 @@ def _env_pair(text: str) -> tuple[str, str]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per run (10)")
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per run (8)")
     parser.add_argument("--runs", type=int, default=2, help="runs per cell; the median is shown")
     parser.add_argument(
         "--connections", type=_csv_ints, default=[50, 200], help="comma list (50,200)"
@@ -61,7 +61,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=1000,
         help="one bounded run per workload at this many connections, checked for errors (0 = skip)",
     )
-    parser.add_argument("--burst-duration", type=float, default=5.0, help="seconds (5)")
+    parser.add_argument(
+        "--burst-duration",
+        type=float,
+        default=12.0,
+        help="seconds (12: longer than the pool timeout, so a pool that cannot keep up shows)",
+    )
     parser.add_argument(
         "--workers", type=int, default=1, help="uvicorn workers for both apps (WEB_CONCURRENCY)"
     )

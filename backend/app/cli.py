@@ -11,8 +11,11 @@ import argparse
 import asyncio
 import os
 import secrets
+import signal
 import sys
 from pathlib import Path
+from types import FrameType
+from typing import NoReturn
 
 import structlog
 import uvicorn
@@ -103,6 +106,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if command == "migrate":
         return 0
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again to die of it
+    # (status 143). Dying of a signal skips atexit, which would leave the embedded PostgreSQL
+    # running; this handler turns that last signal into a normal exit with status 0.
+    signal.signal(signal.SIGTERM, _exit_after_graceful_shutdown)
     uvicorn.run(
         "app.main:create_app",
         factory=True,
@@ -118,3 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         http="httptools",
     )
     return 0
+
+
+def _exit_after_graceful_shutdown(signum: int, frame: FrameType | None) -> NoReturn:
+    raise SystemExit(0)

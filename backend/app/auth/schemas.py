@@ -4,7 +4,8 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
+import email_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from app.auth.models import EMAIL_MAX_LENGTH, NAME_MAX_LENGTH
 from app.core.schemas import RequestBody, SafeStr
@@ -13,12 +14,23 @@ PASSWORD_MIN_LENGTH = 8
 PASSWORD_MAX_LENGTH = 128
 
 
-def _lowercase(value: str) -> str:
-    return value.lower()
+def _normalise_email(value: str) -> str:
+    """Syntax only (no DNS), any domain a mail system may use, compared case-insensitively:
+    stored and looked up in lower case."""
+    try:
+        validated = email_validator.validate_email(
+            value, check_deliverability=False, globally_deliverable=False
+        )
+    except email_validator.EmailNotValidError as exc:
+        raise ValueError(f"value is not a valid email address: {exc}") from None
+    return validated.normalized.lower()
 
 
-# Emails compare case-insensitively: stored and looked up in lower case.
-Email = Annotated[EmailStr, Field(max_length=EMAIL_MAX_LENGTH), AfterValidator(_lowercase)]
+Email = Annotated[
+    str,
+    Field(max_length=EMAIL_MAX_LENGTH, json_schema_extra={"format": "email"}),
+    AfterValidator(_normalise_email),
+]
 Password = Annotated[SafeStr, Field(min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_LENGTH)]
 
 

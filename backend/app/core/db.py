@@ -7,6 +7,7 @@ Nothing here is created at import time: the lifespan (and tests, and the CLI) bu
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -170,6 +171,9 @@ def _describe_cause(exc: BaseException) -> str:
     name = type(driver_error).__name__
     if getattr(driver_error, "sqlstate", None):
         return f"{name}: {driver_error}"
+    if isinstance(driver_error, ssl.SSLCertVerificationError):
+        # e.g. "unable to get local issuer certificate", "Hostname mismatch, ..."
+        return f"{name}: {driver_error.verify_message}"
     return name
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 
 class EmbeddedDatabaseError(Exception):
@@ -40,5 +40,15 @@ def start_embedded_postgres(data_dir: Path, *, stop_on_exit: bool = True) -> str
             f"Embedded PostgreSQL failed to start in {data_dir}/postgres: {exc}"
         ) from None
     url = make_url(server.get_uri())
-    # pgserver reports an empty password ("postgres:@"); asyncpg would send it and fail.
-    return url.set(password=None).render_as_string(hide_password=False)
+    # pgserver reports an empty password ("postgres:@"): drop it, so the URL does not claim a
+    # password (and logs show no "***"). URL.set(password=None) would keep it: None there
+    # means "unchanged".
+    without_password = URL.create(
+        drivername=url.drivername,
+        username=url.username,
+        host=url.host,
+        port=url.port,
+        database=url.database,
+        query=url.query,
+    )
+    return without_password.render_as_string(hide_password=False)

@@ -8,6 +8,7 @@ driver messages go to the log only.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -176,6 +177,10 @@ def translate_database_error(exc: BaseException) -> AppError | None:
         if sqlstate and sqlstate[:2] in ("08", "53", "57"):  # connection, resources, shutdown
             return DatabaseUnavailableError()
         return None
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        # The server's certificate (or its name) is not trusted: configuration, not an
+        # outage. Retrying will not fix it, so it must not hide behind "retry shortly".
+        return None
     if isinstance(exc, TimeoutError):  # includes asyncio.TimeoutError (3.11+)
         return DatabaseTimeoutError()
     if isinstance(exc, OSError):  # ConnectionRefusedError, socket.gaierror, ... on connect
@@ -193,8 +198,13 @@ async def _handle_http_exception(request: Request, exc: Exception) -> JSONRespon
     if exc.status_code == 400:
         # FastAPI's answer to a body it cannot decode (e.g. not UTF-8): bad input like any
         # other malformed body, so the same 422 as invalid JSON.
+        message = "Request body is not valid JSON"
         return JSONResponse(
-            {"detail": "Request body is not valid JSON", "code": ValidationFailedError.code},
+            {
+                "detail": message,
+                "code": ValidationFailedError.code,
+                "errors": [{"loc": ["body"], "msg": message, "type": "json_invalid"}],
+            },
             status_code=422,
         )
     codes = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}

@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -190,8 +190,13 @@ class PostgresCluster:
 
 @contextlib.contextmanager
 def running_cluster(
-    bin_dir: Path, *, settings: Mapping[str, str] | None = None, hba: tuple[str, ...] | None = None
+    bin_dir: Path,
+    *,
+    settings: Mapping[str, str] | None = None,
+    hba: tuple[str, ...] | None = None,
+    before_start: Callable[[PostgresCluster], None] | None = None,
 ) -> Iterator[PostgresCluster]:
+    """A new cluster, started; destroyed (stopped, files removed) on exit."""
     cluster = PostgresCluster(bin_dir=bin_dir, root=make_private_dir("taskapi-pg-"))
     if settings:
         cluster.settings = settings
@@ -199,6 +204,8 @@ def running_cluster(
         cluster.hba = hba
     try:
         cluster.init()
+        if before_start is not None:
+            before_start(cluster)
         cluster.start()
         yield cluster
     finally:

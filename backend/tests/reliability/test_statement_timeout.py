@@ -10,14 +10,17 @@ from __future__ import annotations
 import time
 import uuid
 
+import asyncpg
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from app.core.db import create_engine
 from tests.conftest import make_settings
 from tests.reliability.conftest import (
     StartServer,
     app_sessions,
+    asyncpg_dsn,
     create_database,
     http_client,
     install_slow_trigger,
@@ -77,11 +80,11 @@ async def test_statement_over_the_timeout_gives_503_and_leaves_a_clean_connectio
     assert states == ["idle"]  # the one server connection: not stuck in a transaction
 
 
-async def test_pooled_endpoint_sees_the_timeout_only_inside_transactions(
+async def test_pooled_endpoint_gets_the_timeout_per_transaction_without_leaking_it(
     pg_cluster: PostgresCluster, pgbouncer: PgBouncer
 ) -> None:
-    """What makes the test above pass: the setting is local to each transaction, so it
-    cannot leak into another client's transaction on the same server connection."""
+    """What makes the test above pass: every transaction sets the timeouts locally, so they
+    hold inside it and end with it, never reaching the next client of the server connection."""
     database_url = await create_database(pg_cluster.url())
     engine = create_engine(
         make_settings(
@@ -98,6 +101,13 @@ async def test_pooled_endpoint_sees_the_timeout_only_inside_transactions(
         await engine.dispose()
     assert (inside, idle_timeout) == ("1s", "1min")
 
+    # Another client of the same PgBouncer, outside any transaction: the server default.
+    other = await asyncpg.connect(asyncpg_dsn(via(pgbouncer, database_url)), statement_cache_size=0)
+    try:
+        assert await other.fetchval("SHOW statement_timeout") == "0"
+    finally:
+        await other.close()
+
 
 async def test_pooled_endpoint_refuses_startup_parameters(
     pg_cluster: PostgresCluster, pgbouncer: PgBouncer
@@ -107,7 +117,7 @@ async def test_pooled_endpoint_refuses_startup_parameters(
     database_url = await create_database(pg_cluster.url())
     engine = create_engine(make_settings(via(pgbouncer, database_url)))
     try:
-        with pytest.raises(Exception, match="unsupported startup parameter") as caught:
+        with pytest.raises(DBAPIError, match="unsupported startup parameter") as caught:
             async with engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
     finally:
