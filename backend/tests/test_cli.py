@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -40,83 +39,114 @@ def _environment(**variables: str) -> dict[str, str]:
     return {**env, **variables}
 
 
-def _run(command: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "app", command],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=EXIT_BOUND_SECONDS,
-        check=False,
-    )
-
-
 def _json_lines(output: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in output.splitlines() if line.strip()]
 
 
 # --- fail fast ------------------------------------------------------------------------------
 
+
+@dataclass(frozen=True)
+class Finished:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+async def _run(command: str, env: dict[str, str], cwd: Path) -> Finished:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "app",
+        command,
+        cwd=cwd,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(EXIT_BOUND_SECONDS):
+            stdout, stderr = await process.communicate()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode is not None
+    return Finished(process.returncode, stdout.decode(), stderr.decode())
+
+
 VALID_URL = f"postgresql://app:{DB_PASSWORD}@127.0.0.1:1/tasks"
+UNREACHABLE_PORT = unused_port()
+UNREACHABLE_URL = f"postgresql://app:{DB_PASSWORD}@127.0.0.1:{UNREACHABLE_PORT}/inventory"
+FAIL_FAST_RUNS: dict[str, tuple[str, dict[str, str]]] = {
+    "bad-url-scheme": ("migrate", {"DATABASE_URL": f"mysql://app:{DB_PASSWORD}@127.0.0.1/tasks"}),
+    "non-numeric-pool-size": ("migrate", {"DATABASE_URL": VALID_URL, "DB_POOL_SIZE": "five"}),
+    "unknown-log-level": ("migrate", {"DATABASE_URL": VALID_URL, "LOG_LEVEL": "LOUD"}),
+    "unreachable-migrate": ("migrate", {"DATABASE_URL": UNREACHABLE_URL}),
+    "unreachable-serve": ("serve", {"DATABASE_URL": UNREACHABLE_URL}),
+}
+
+
+@pytest.fixture(scope="module")
+async def fail_fast(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Finished]:
+    """Every failing start at once (each is a cold interpreter start), results by name."""
+    cwd = tmp_path_factory.mktemp("fail-fast")
+    runs = {
+        name: _run(
+            command,
+            _environment(
+                JWT_SECRET=TEST_JWT_SECRET, DB_STARTUP_DEADLINE_SECONDS="0.5", **variables
+            ),
+            cwd,
+        )
+        for name, (command, variables) in FAIL_FAST_RUNS.items()
+    }
+    results = await asyncio.gather(*runs.values())
+    return dict(zip(runs, results, strict=True))
 
 
 @pytest.mark.parametrize(
-    ("command", "variables", "named"),
+    ("run", "named"),
     [
-        pytest.param(
-            "migrate",
-            {"DATABASE_URL": f"mysql://app:{DB_PASSWORD}@127.0.0.1/tasks"},
-            "DATABASE_URL: unsupported scheme 'mysql'",
-            id="bad-url-scheme",
-        ),
-        pytest.param(
-            "migrate",
-            {"DATABASE_URL": VALID_URL, "DB_POOL_SIZE": "five"},
-            "DB_POOL_SIZE: Input should be a valid integer",
-            id="non-numeric-pool-size",
-        ),
-        pytest.param(
-            "migrate",
-            {"DATABASE_URL": VALID_URL, "LOG_LEVEL": "LOUD"},
+        ("bad-url-scheme", "DATABASE_URL: unsupported scheme 'mysql'"),
+        ("non-numeric-pool-size", "DB_POOL_SIZE: Input should be a valid integer"),
+        (
+            "unknown-log-level",
             "LOG_LEVEL: Input should be 'DEBUG', 'INFO', 'WARNING', 'ERROR' or 'CRITICAL'",
-            id="unknown-log-level",
         ),
     ],
 )
 def test_an_invalid_setting_stops_the_process_with_one_line(
-    tmp_path: Path, command: str, variables: dict[str, str], named: str
+    fail_fast: dict[str, Finished], run: str, named: str
 ) -> None:
-    result = _run(command, _environment(JWT_SECRET=TEST_JWT_SECRET, **variables), tmp_path)
+    result = fail_fast[run]
 
     assert result.returncode != 0
     [line] = result.stderr.splitlines()
     assert line.startswith("error: Invalid setting ")
     assert named in line
-    assert "Traceback" not in result.stdout + result.stderr
-    assert DB_PASSWORD not in result.stdout + result.stderr
+    assert "Traceback" not in result.output
+    assert DB_PASSWORD not in result.output
 
 
-@pytest.mark.parametrize("command", ["migrate", "serve"])
+@pytest.mark.parametrize("run", ["unreachable-migrate", "unreachable-serve"])
 def test_an_unreachable_database_stops_the_process_naming_host_and_database(
-    tmp_path: Path, command: str
+    fail_fast: dict[str, Finished], run: str
 ) -> None:
-    port = unused_port()
-    env = _environment(
-        DATABASE_URL=f"postgresql://app:{DB_PASSWORD}@127.0.0.1:{port}/inventory",
-        JWT_SECRET=TEST_JWT_SECRET,
-        DB_STARTUP_DEADLINE_SECONDS="1",
-    )
-
-    result = _run(command, env, tmp_path)
+    result = fail_fast[run]
 
     assert result.returncode != 0
     [line] = result.stderr.splitlines()
     assert line.startswith(
-        f"error: Database unreachable at host 127.0.0.1:{port}, database 'inventory' after 1s"
+        f"error: Database unreachable at host 127.0.0.1:{UNREACHABLE_PORT}, "
+        "database 'inventory' after 0.5s"
     )
-    assert "Traceback" not in result.stdout + result.stderr
-    assert DB_PASSWORD not in result.stdout + result.stderr
+    assert "Traceback" not in result.output
+    assert DB_PASSWORD not in result.output
     # The retries were logged as JSON lines on stdout while waiting.
     assert {r["event"] for r in _json_lines(result.stdout)} >= {"database_not_ready"}
 

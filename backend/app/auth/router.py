@@ -14,18 +14,26 @@ router = APIRouter(prefix="/api/auth", tags=["auth"])
 
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+_LOGIN_JSON_SCHEMA = LoginRequest.model_json_schema()
+# The form's fields carry the JSON body's constraints, so the two documented bodies agree.
+_EMAIL_FIELD = _LOGIN_JSON_SCHEMA["properties"]["email"]
+_PASSWORD_FIELD = _LOGIN_JSON_SCHEMA["properties"]["password"]
 LOGIN_BODY: dict[str, Any] = {
     "required": True,
     "content": {
-        "application/json": {"schema": LoginRequest.model_json_schema()},
+        "application/json": {"schema": _LOGIN_JSON_SCHEMA},
         FORM_CONTENT_TYPE: {
             "schema": {
                 "title": "OAuth2PasswordForm",
                 "type": "object",
                 "required": ["username", "password"],
                 "properties": {
-                    "username": {"type": "string", "description": "The account's email"},
-                    "password": {"type": "string", "format": "password"},
+                    "username": {
+                        **_EMAIL_FIELD,
+                        "title": "Username",
+                        "description": "The account's email",
+                    },
+                    "password": {**_PASSWORD_FIELD, "format": "password"},
                     "grant_type": {"type": "string", "enum": ["password"]},
                     "scope": {"type": "string"},
                 },

@@ -18,8 +18,10 @@ def _normalise_email(value: str) -> str:
     """Syntax only (no DNS), any domain a mail system may use, compared case-insensitively:
     stored and looked up in lower case."""
     try:
+        # test_environment only lifts the ban on "*.test" domains (and DNS checks, which
+        # are off anyway): the schema's "format: email" admits them.
         validated = email_validator.validate_email(
-            value, check_deliverability=False, globally_deliverable=False
+            value, check_deliverability=False, globally_deliverable=False, test_environment=True
         )
     except email_validator.EmailNotValidError as exc:
         raise ValueError(f"value is not a valid email address: {exc}") from None

@@ -52,6 +52,8 @@ class ValidationFailedError(AppError):
     status_code = 422
     code = "validation_error"
     message = "Request validation failed"
+    # Where the bad value was, as in FastAPI's own validation errors.
+    location: ClassVar[tuple[str, ...]] = ("body",)
 
 
 class AuthenticationError(AppError):
@@ -149,8 +151,12 @@ def error_responses(*status_codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 def error_response(error: AppError) -> JSONResponse:
+    body: dict[str, Any] = {"detail": error.detail, "code": error.code}
+    if isinstance(error, ValidationFailedError):
+        # Every 422 has the same shape, whichever layer refused the input.
+        body["errors"] = [{"loc": list(error.location), "msg": error.detail, "type": error.code}]
     return JSONResponse(
-        {"detail": error.detail, "code": error.code},
+        body,
         status_code=error.status_code,
         headers=error.headers,
     )

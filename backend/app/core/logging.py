@@ -25,7 +25,11 @@ SECRET_KEYS = frozenset(
     {"password", "new_password", "token", "access_token", "authorization", "jwt_secret", "secret"}
 )
 # user:password@ in any URL-looking string.
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://[^:/@\s]*):[^@\s]*@", re.IGNORECASE)
+# Bounded repeats: an unbounded scheme part made this quadratic on long paths (a cheap way to
+# stall the event loop with one long URL).
+_URL_PASSWORD = re.compile(
+    r"(?P<scheme>\b[a-z][a-z0-9+.-]{0,31}://[^:/@\s]{0,256}):[^@\s]{0,1024}@", re.IGNORECASE
+)
 _BEARER = re.compile(r"(bearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
 REDACTED = "[redacted]"
 

@@ -10,4 +10,5 @@ class TaskNotFoundError(NotFoundError):
 
 class InvalidCursorError(ValidationFailedError):
     code = "invalid_cursor"
+    location = ("query", "cursor")
     message = "The pagination cursor is invalid; restart from the first page"

@@ -11,7 +11,7 @@ from app.auth.deps import PathOwner
 from app.core.db import SessionDep
 from app.core.errors import error_responses
 from app.tasks.models import Task
-from app.tasks.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Cursor
+from app.tasks.pagination import CURSOR_PATTERN, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Cursor
 from app.tasks.repository import TaskRepository
 from app.tasks.schemas import TaskCreate, TaskPatch, TaskRead, TaskUpdate
 
@@ -51,7 +51,8 @@ async def list_tasks(
     completed: Annotated[bool | None, Query(description="Only completed or open tasks")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
     cursor: Annotated[
-        str | None, Query(max_length=200, description="From the previous page's Link header")
+        str | None,
+        Query(pattern=CURSOR_PATTERN, description="From the previous page's Link header"),
     ] = None,
 ) -> Sequence[Task]:
     after = Cursor.decode(cursor) if cursor is not None else None

@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from app.core.schemas import RequestBody, reject_nul
+from app.core.schemas import NUL_FREE, RequestBody, reject_nul
 from app.tasks.models import DESCRIPTION_MAX_LENGTH, TITLE_MAX_LENGTH
 
 # Constraints go straight on `str`, before any validator: pydantic applies Annotated metadata in
@@ -17,9 +17,10 @@ Title = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=TITLE_MAX_LENGTH),
     AfterValidator(reject_nul),
+    NUL_FREE,
 ]
 Description = Annotated[
-    str, StringConstraints(max_length=DESCRIPTION_MAX_LENGTH), AfterValidator(reject_nul)
+    str, StringConstraints(max_length=DESCRIPTION_MAX_LENGTH), AfterValidator(reject_nul), NUL_FREE
 ]
 
 

@@ -72,7 +72,16 @@ def test_login_documents_both_a_json_and_a_form_body(openapi: dict[str, Any]) ->
     form_schema = content["application/x-www-form-urlencoded"]["schema"]
     assert set(json_schema["required"]) == {"email", "password"}
     assert set(form_schema["required"]) == {"username", "password"}
-    assert form_schema["properties"]["password"]["format"] == "password"
+    form_fields = form_schema["properties"]
+    assert form_fields["password"]["format"] == "password"
+    # The form documents the JSON body's constraints: username is the email.
+    assert form_fields["username"]["format"] == json_schema["properties"]["email"]["format"]
+    assert form_fields["username"]["maxLength"] == json_schema["properties"]["email"]["maxLength"]
+    assert (
+        form_fields["password"]["maxLength"]
+        == json_schema["properties"]["password"]["maxLength"]
+        == 128
+    )
 
 
 def test_signup_documents_201_409_and_422(openapi: dict[str, Any]) -> None:

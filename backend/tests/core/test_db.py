@@ -255,7 +255,7 @@ async def test_startup_check_retries_until_the_database_accepts_connections(
 # --- the unit of work -----------------------------------------------------------------------
 
 
-async def test_a_write_is_committed_before_the_response(
+async def test_a_created_task_is_committed_when_the_response_arrives(
     client: httpx.AsyncClient, account: Account, engine: AsyncEngine
 ) -> None:
     response = await client.post(

@@ -120,11 +120,7 @@ async def test_downgrade_base_removes_everything_and_upgrade_rebuilds_it(
     await upgrade(empty_engine)
 
     # Only Alembic's own bookkeeping table is left, with no revision in it.
-    assert {(kind, name) for kind, name, _ in after_downgrade} == {
-        ("column", "alembic_version.version_num"),
-        ("constraint", "alembic_version_pkc"),
-        ("index", "alembic_version_pkc"),
-    }
+    assert [entry for entry in after_downgrade if not entry[1].startswith("alembic_version")] == []
     assert version_after_downgrade == []
     assert await _schema(empty_engine) == migrated
     assert await _version(empty_engine) == [HEAD]

@@ -18,6 +18,7 @@ from tests.conftest import Account
 from tests.reliability.conftest import (
     StartServer,
     create_database,
+    fetch,
     http_client,
     pgbouncer_binary,
     sign_up_over_http,
@@ -81,8 +82,16 @@ async def test_two_workers_through_transaction_pooling_have_no_prepared_statemen
     assert len(results) == CHAINS * len(EXPECTED)
     assert results == list(EXPECTED) * CHAINS
     log = server.log_text()
-    assert log.count("Started server process") == 2  # two workers served the load
+    assert log.count("Started server process") == 2  # two worker processes
     assert PREPARED_STATEMENT_ERROR.findall(log) == []
+    # Up to 16 concurrent requests from two workers went through at most pool_size server
+    # connections: transactions really were handed between clients.
+    server_connections = await fetch(
+        database_url,
+        "SELECT count(*) AS n FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    assert 1 <= server_connections[0]["n"] <= pgbouncer.pool_size
 
 
 @pytest.fixture(scope="module")
