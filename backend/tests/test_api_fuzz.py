@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from tests.conftest import PASSWORD
-from tests.reliability.processes import AppServer
+from tests.processes import AppServer
 
 SEED = 20261122
 MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "30"))

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.config import REPO_ROOT, Settings
 from tests.conftest import PASSWORD
-from tests.reliability.processes import AppServer
+from tests.processes import AppServer
 
 SETTINGS_VARIABLES = {name.upper() for name in Settings.model_fields}
 POSTGRES_IMAGE_VARIABLES = {"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"}

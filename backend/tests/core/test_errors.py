@@ -76,7 +76,17 @@ async def errors_client(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
         (
             "validation",
             422,
-            {"detail": "Request validation failed", "code": "validation_error"},
+            {
+                "detail": "Request validation failed",
+                "code": "validation_error",
+                "errors": [
+                    {
+                        "loc": ["body"],
+                        "msg": "Request validation failed",
+                        "type": "validation_error",
+                    }
+                ],
+            },
             {},
         ),
         (
@@ -127,7 +137,7 @@ async def test_app_errors_map_to_status_code_body_and_headers(
     errors_client: httpx.AsyncClient,
     name: str,
     status: int,
-    body: dict[str, str],
+    body: dict[str, object],
     headers: dict[str, str],
 ) -> None:
     response = await errors_client.get(f"/test/raise/{name}")

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from tests.conftest import PASSWORD, Account
-from tests.reliability.processes import (
+from tests.processes import (
     AppServer,
     PgBouncer,
     PostgresCluster,

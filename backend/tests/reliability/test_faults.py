@@ -30,7 +30,7 @@ from tests.reliability.conftest import (
     sign_up_over_http,
     titles_in_database,
 )
-from tests.reliability.processes import AppServer, PostgresCluster
+from tests.processes import AppServer, PostgresCluster
 
 POOL_SIZE = 3
 MAX_OVERFLOW = 2

@@ -24,7 +24,7 @@ from tests.reliability.conftest import (
     sign_up_over_http,
     via,
 )
-from tests.reliability.processes import AppServer, PgBouncer, PostgresCluster
+from tests.processes import AppServer, PgBouncer, PostgresCluster
 
 CHAINS = 100  # x 5 requests
 CONCURRENT_CHAINS = 16

@@ -28,7 +28,7 @@ from tests.reliability.conftest import (
     titles_in_database,
     via,
 )
-from tests.reliability.processes import PgBouncer, PostgresCluster
+from tests.processes import PgBouncer, PostgresCluster
 
 STATEMENT_TIMEOUT_SECONDS = 1.0
 

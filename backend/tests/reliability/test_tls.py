@@ -20,7 +20,7 @@ from structlog.testing import capture_logs
 from app.core.config import Settings
 from app.core.db import Database, DatabaseStartupError, create_engine
 from tests.conftest import make_settings
-from tests.reliability.processes import (
+from tests.processes import (
     COMMAND_TIMEOUT_SECONDS,
     PostgresCluster,
     postgres_bin_with_ssl,
