@@ -6,14 +6,13 @@ the image's exact ENTRYPOINT/CMD/HEALTHCHECK are run here as processes against a
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import shlex
 import signal
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -163,44 +162,36 @@ def test_image_start_command_serves_and_its_healthcheck_passes(image_server: App
 async def test_sigterm_finishes_the_in_flight_request_and_exits_zero(
     image_server: AppServer, engine: AsyncEngine
 ) -> None:
-    base = image_server.base_url
-    httpx.post(f"{base}/api/auth/signup", json={"email": "t@example.com", "password": PASSWORD})
-    login = httpx.post(
-        f"{base}/api/auth/login", json={"email": "t@example.com", "password": PASSWORD}
-    ).json()
-    headers = {"Authorization": f"Bearer {login['access_token']}"}
-    tasks_url = f"{base}/api/{login['user']['id']}/tasks"
-    task = httpx.post(tasks_url, json={"title": "slow"}, headers=headers).json()
+    assert image_server.process is not None
+    credentials = {"email": "t@example.com", "password": PASSWORD}
+    async with httpx.AsyncClient(base_url=image_server.base_url, timeout=30) as http:
+        await http.post("/api/auth/signup", json=credentials)
+        login = (await http.post("/api/auth/login", json=credentials)).json()
+        headers = {"Authorization": f"Bearer {login['access_token']}"}
+        tasks_url = f"/api/{login['user']['id']}/tasks"
+        task = (await http.post(tasks_url, json={"title": "slow"}, headers=headers)).json()
 
-    outcome: dict[str, Any] = {}
-
-    def toggle() -> None:
-        try:
-            outcome["response"] = httpx.patch(
-                f"{tasks_url}/{task['id']}/complete", headers=headers, timeout=30
+        # Hold the task's row lock so the toggle is in flight when the signal arrives.
+        async with engine.connect() as blocker:
+            await blocker.execute(
+                text("SELECT id FROM tasks WHERE id = :id FOR UPDATE"), {"id": task["id"]}
             )
-        except httpx.HTTPError as exc:
-            outcome["error"] = exc
+            toggle = asyncio.ensure_future(
+                http.patch(f"{tasks_url}/{task['id']}/complete", headers=headers)
+            )
+            await asyncio.sleep(1.0)
+            assert not toggle.done()
+            image_server.process.send_signal(signal.SIGTERM)
+            await asyncio.sleep(1.0)
+            # New connections are refused while the in-flight request drains.
+            with pytest.raises(httpx.TransportError):
+                async with httpx.AsyncClient(base_url=image_server.base_url) as fresh:
+                    await fresh.get("/health", timeout=2)
+            await blocker.rollback()
+        response = await toggle
 
-    # Hold the task's row lock so the toggle is in flight while the signal arrives.
-    async with engine.connect() as blocker:
-        await blocker.execute(
-            text("SELECT id FROM tasks WHERE id = :id FOR UPDATE"), {"id": task["id"]}
-        )
-        request = threading.Thread(target=toggle)
-        request.start()
-        time.sleep(1.0)
-        assert image_server.process is not None
-        image_server.process.send_signal(signal.SIGTERM)
-        time.sleep(1.0)
-        # New connections are refused while the old request drains.
-        with pytest.raises(httpx.TransportError):
-            httpx.get(f"{base}/health", timeout=2)
-        await blocker.rollback()
-    request.join(30)
-
-    assert "error" not in outcome, outcome.get("error")
-    assert outcome["response"].status_code == 200
-    assert outcome["response"].json()["completed"] is True
-    assert image_server.process.wait(30) == 0
+    assert response.status_code == 200
+    assert response.json()["completed"] is True
+    exit_code = await asyncio.to_thread(image_server.process.wait, 30)
+    assert exit_code == 0
     assert "database_disposed" in image_server.log_text()

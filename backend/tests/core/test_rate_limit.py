@@ -115,7 +115,7 @@ async def test_password_hashing_does_not_stall_the_event_loop(
 
     assert [r.status_code for r in results] == [200] * 50
     assert probe_ms, "the logins finished before a single probe ran"
-    print(  # noqa: T201
+    print(
         f"\n/health during 50 concurrent logins ({flood_ms:.0f} ms in all): {len(probe_ms)} "
         f"probes, median {statistics.median(probe_ms):.1f} ms, max {max(probe_ms):.1f} ms"
     )

@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from tests.conftest import Account
+from tests.processes import AppServer, PostgresCluster
 from tests.reliability.conftest import (
     StartServer,
     app_sessions,
@@ -30,7 +31,6 @@ from tests.reliability.conftest import (
     sign_up_over_http,
     titles_in_database,
 )
-from tests.processes import AppServer, PostgresCluster
 
 POOL_SIZE = 3
 MAX_OVERFLOW = 2

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from tests.conftest import Account
+from tests.processes import AppServer, PgBouncer, PostgresCluster
 from tests.reliability.conftest import (
     StartServer,
     create_database,
@@ -24,7 +25,6 @@ from tests.reliability.conftest import (
     sign_up_over_http,
     via,
 )
-from tests.processes import AppServer, PgBouncer, PostgresCluster
 
 CHAINS = 100  # x 5 requests
 CONCURRENT_CHAINS = 16

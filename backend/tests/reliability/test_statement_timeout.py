@@ -17,6 +17,7 @@ from sqlalchemy.exc import DBAPIError
 
 from app.core.db import create_engine
 from tests.conftest import make_settings
+from tests.processes import PgBouncer, PostgresCluster
 from tests.reliability.conftest import (
     StartServer,
     app_sessions,
@@ -28,7 +29,6 @@ from tests.reliability.conftest import (
     titles_in_database,
     via,
 )
-from tests.processes import PgBouncer, PostgresCluster
 
 STATEMENT_TIMEOUT_SECONDS = 1.0
 
