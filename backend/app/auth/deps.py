@@ -24,7 +24,11 @@ logger = structlog.get_logger("app.auth")
 bearer_token = OAuth2PasswordBearer(tokenUrl="/api/auth/login", auto_error=False)
 
 
-def get_token_codec(request: Request) -> TokenCodec:
+# Every dependency here is `async def`, even without an await: FastAPI runs plain `def`
+# dependencies in a thread pool, a thread hand-off per dependency per request.
+
+
+async def get_token_codec(request: Request) -> TokenCodec:
     codec: TokenCodec = request.app.state.token_codec
     return codec
 
@@ -32,14 +36,14 @@ def get_token_codec(request: Request) -> TokenCodec:
 TokenCodecDep = Annotated[TokenCodec, Depends(get_token_codec)]
 
 
-def get_user_repository(session: SessionDep) -> UserRepository:
+async def get_user_repository(session: SessionDep) -> UserRepository:
     return UserRepository(session)
 
 
 UserRepoDep = Annotated[UserRepository, Depends(get_user_repository)]
 
 
-def get_rate_limiter(request: Request) -> RateLimiter:
+async def get_rate_limiter(request: Request) -> RateLimiter:
     limiter: RateLimiter = request.app.state.rate_limiter
     return limiter
 
@@ -47,12 +51,12 @@ def get_rate_limiter(request: Request) -> RateLimiter:
 RateLimiterDep = Annotated[RateLimiter, Depends(get_rate_limiter)]
 
 
-def limit_by_client_address(request: Request, limiter: RateLimiterDep) -> None:
+async def limit_by_client_address(request: Request, limiter: RateLimiterDep) -> None:
     """Every credential attempt counts against the caller's address (the proxy-resolved one)."""
     limiter.hit_address(request.client.host if request.client else "unknown")
 
 
-def get_auth_service(
+async def get_auth_service(
     users: UserRepoDep, tokens: TokenCodecDep, limiter: RateLimiterDep
 ) -> AuthService:
     return AuthService(users=users, tokens=tokens, limiter=limiter)
@@ -61,11 +65,12 @@ def get_auth_service(
 AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
 
 
-async def get_current_user(
+async def get_current_user_id(
     token: Annotated[str | None, Depends(bearer_token)],
     tokens: TokenCodecDep,
     users: UserRepoDep,
-) -> User:
+) -> uuid.UUID:
+    """The verified subject of the bearer token, if that account still exists."""
     if not token:
         raise AuthenticationError()
     try:
@@ -74,25 +79,34 @@ async def get_current_user(
         logger.info("token_rejected", reason=str(exc))
         raise InvalidTokenError() from None
     # A valid signature is not enough: the account may have been deleted since.
-    user = await users.get(user_id)
-    if user is None:
+    if not await users.exists(user_id):
         logger.info("token_rejected", reason="unknown subject")
         raise InvalidTokenError()
-    structlog.contextvars.bind_contextvars(user_id=str(user.id))
+    structlog.contextvars.bind_contextvars(user_id=str(user_id))
+    return user_id
+
+
+CurrentUserId = Annotated[uuid.UUID, Depends(get_current_user_id)]
+
+
+async def get_current_user(user_id: CurrentUserId, users: UserRepoDep) -> User:
+    user = await users.get(user_id)
+    if user is None:  # deleted between the two statements
+        raise InvalidTokenError()
     return user
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
-def require_path_owner(
+async def require_path_owner(
     user_id: Annotated[uuid.UUID, Path(description="Must be the authenticated user's id")],
-    user: CurrentUser,
-) -> User:
+    current_user_id: CurrentUserId,
+) -> uuid.UUID:
     """The ``{user_id}`` namespace in the path must be the caller's own."""
-    if user_id != user.id:
+    if user_id != current_user_id:
         raise PermissionDeniedError()
-    return user
+    return user_id
 
 
-PathOwner = Annotated[User, Depends(require_path_owner)]
+PathOwnerId = Annotated[uuid.UUID, Depends(require_path_owner)]

@@ -31,6 +31,10 @@ class UserRepository:
     async def get(self, user_id: uuid.UUID) -> User | None:
         return await self._session.get(User, user_id)
 
+    async def exists(self, user_id: uuid.UUID) -> bool:
+        # The id alone: no ORM object is built for the check every request makes.
+        return await self._session.scalar(select(User.id).where(User.id == user_id)) is not None
+
     async def get_by_email(self, email: str) -> User | None:
         return await self._session.scalar(select(User).where(User.email == email))
 

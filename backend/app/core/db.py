@@ -16,13 +16,14 @@ from typing import Annotated, Any
 
 import structlog
 from fastapi import Depends, Request
-from sqlalchemy import event, text
+from sqlalchemy import event, exc, text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.util import await_
 
 from app.core.config import Settings
 from app.core.database_url import DatabaseTarget
@@ -34,6 +35,7 @@ logger = structlog.get_logger("app.db")
 # on a connection whose server vanished (packets black-holed) cannot wait forever.
 CLIENT_TIMEOUT_MARGIN_SECONDS = 2.0
 IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class DatabaseStartupError(Exception):
@@ -73,11 +75,14 @@ def create_engine(settings: Settings, target: DatabaseTarget | None = None) -> A
     for warning in target.warnings:
         logger.warning("database_url_warning", detail=warning)
 
+    # SQLAlchemy's own pre-ping on asyncpg is BEGIN; ";"; ROLLBACK: three round trips per
+    # request. Outside PgBouncer (which is why it wraps the ping in a transaction) one is enough.
+    single_round_trip_ping = settings.db_pool_pre_ping and not pgbouncer
     engine = create_async_engine(
         target.url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
-        pool_pre_ping=settings.db_pool_pre_ping,
+        pool_pre_ping=settings.db_pool_pre_ping and pgbouncer,
         pool_recycle=settings.db_pool_recycle_seconds,
         pool_timeout=settings.db_pool_timeout_seconds,
         connect_args=connect_args,
@@ -86,7 +91,22 @@ def create_engine(settings: Settings, target: DatabaseTarget | None = None) -> A
     )
     if pgbouncer:
         _set_local_timeouts(engine, statement_timeout_ms)
+    if single_round_trip_ping:
+        _ping_on_checkout(engine, timeout=settings.db_connect_timeout_seconds)
     return engine
+
+
+def _ping_on_checkout(engine: AsyncEngine, timeout: float) -> None:
+    """Pessimistic disconnect handling in one round trip: a simple-protocol SELECT 1 on every
+    checkout. A connection that fails it (server restarted, connection killed) is discarded
+    and the pool hands out a fresh one, so the request never sees the stale connection."""
+
+    @event.listens_for(engine.sync_engine.pool, "checkout")
+    def _ping(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        try:
+            await_(dbapi_connection.driver_connection.execute("SELECT 1", timeout=timeout))
+        except Exception as error:
+            raise exc.DisconnectionError("connection failed its pre-ping") from error
 
 
 def _set_local_timeouts(engine: AsyncEngine, statement_timeout_ms: int) -> None:
@@ -109,15 +129,31 @@ class Database:
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     target: DatabaseTarget
+    # For safe (read-only) requests: no BEGIN/COMMIT round trips. Under PostgreSQL's READ
+    # COMMITTED each statement sees its own snapshot anyway, so a read loses nothing.
+    read_sessionmaker: async_sessionmaker[AsyncSession]
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
         target = settings.database
         engine = create_engine(settings, target)
+        sessionmaker = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+        pgbouncer = settings.db_pgbouncer or target.pgbouncer
+        read_sessionmaker = (
+            # Behind PgBouncer the statement timeout is SET LOCAL per transaction: keep one.
+            sessionmaker
+            if pgbouncer
+            else async_sessionmaker(
+                engine.execution_options(isolation_level="AUTOCOMMIT"),
+                expire_on_commit=False,
+                autoflush=False,
+            )
+        )
         return cls(
             engine=engine,
-            sessionmaker=async_sessionmaker(engine, expire_on_commit=False, autoflush=False),
+            sessionmaker=sessionmaker,
             target=target,
+            read_sessionmaker=read_sessionmaker,
         )
 
     async def ping(self) -> float:
@@ -187,9 +223,13 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
     Used with ``scope="function"`` so the commit happens before the response is sent: a
     failed commit becomes an error response, never a 2xx for a write that did not happen.
-    Repositories only flush.
+    Repositories only flush. Safe methods (GET, HEAD) read without a transaction.
     """
-    async with get_database(request).sessionmaker() as session:
+    database = get_database(request)
+    factory = (
+        database.read_sessionmaker if request.method in SAFE_METHODS else database.sessionmaker
+    )
+    async with factory() as session:
         yield session
         await session.commit()
 

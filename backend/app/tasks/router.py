@@ -7,7 +7,7 @@ from typing import Annotated
 import structlog
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
-from app.auth.deps import PathOwner
+from app.auth.deps import PathOwnerId
 from app.core.db import SessionDep
 from app.core.errors import error_responses
 from app.tasks.models import Task
@@ -18,9 +18,9 @@ from app.tasks.schemas import TaskCreate, TaskPatch, TaskRead, TaskUpdate
 logger = structlog.get_logger("app.tasks")
 
 
-def get_task_repository(session: SessionDep, owner: PathOwner) -> TaskRepository:
+async def get_task_repository(session: SessionDep, owner_id: PathOwnerId) -> TaskRepository:
     """The only way routes get a repository: already scoped to the authenticated path owner."""
-    return TaskRepository(session, owner.id)
+    return TaskRepository(session, owner_id)
 
 
 TaskRepoDep = Annotated[TaskRepository, Depends(get_task_repository)]

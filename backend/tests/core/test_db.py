@@ -11,6 +11,7 @@ import pytest
 from asgi_lifespan import LifespanManager
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.db import CLIENT_TIMEOUT_MARGIN_SECONDS, Database, DatabaseStartupError, create_engine
@@ -130,7 +131,6 @@ async def test_engine_defaults_to_the_documented_pool_and_server_timeouts(
         assert pool._max_overflow == 15  # type: ignore[attr-defined]
         assert pool._recycle == 3600
         assert pool._timeout == 10  # type: ignore[attr-defined]
-        assert pool._pre_ping is True
         async with engine.connect() as connection:
             row = (
                 await connection.execute(
@@ -144,6 +144,38 @@ async def test_engine_defaults_to_the_documented_pool_and_server_timeouts(
     finally:
         await engine.dispose()
     assert row == ("10s", "1min", "taskapi")
+
+
+async def _reuse_after_backend_killed(
+    database_url: str, killer_engine: AsyncEngine, **overrides: object
+) -> tuple[int, int]:
+    """Check a connection out, kill its backend while it sits in the pool, check out again."""
+    engine = create_engine(make_settings(database_url, db_pool_size=1, **overrides))
+    try:
+        async with engine.connect() as connection:
+            first_pid = await connection.scalar(text("SELECT pg_backend_pid()"))
+        async with killer_engine.connect() as killer:
+            await killer.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first_pid})
+        async with engine.connect() as connection:
+            second_pid = await connection.scalar(text("SELECT pg_backend_pid()"))
+    finally:
+        await engine.dispose()
+    return first_pid, second_pid
+
+
+async def test_pre_ping_replaces_a_connection_that_died_in_the_pool(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    first_pid, second_pid = await _reuse_after_backend_killed(database_url, engine)
+    assert second_pid != first_pid
+
+
+async def test_without_pre_ping_a_dead_pooled_connection_reaches_the_caller(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    # The control for the test above: it is the ping that saves the request.
+    with pytest.raises(DBAPIError):
+        await _reuse_after_backend_killed(database_url, engine, db_pool_pre_ping=False)
 
 
 async def test_statement_timeout_follows_the_setting(database_url: str) -> None:
