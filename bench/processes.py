@@ -82,12 +82,14 @@ def tree_cpu_seconds(root: int | None) -> float | None:
     return ticks / CLOCK_TICKS if seen else None
 
 
-def machine_busy_seconds() -> float:
-    """CPU seconds all CPUs spent not idle since boot (/proc/stat, first line)."""
+def machine_cpu_seconds() -> tuple[float, float]:
+    """(busy, steal): CPU seconds all CPUs spent not idle, and the time the hypervisor gave
+    this VM's CPUs to someone else, since boot (/proc/stat, first line)."""
     fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    steal = fields[7] if len(fields) > 7 else 0
     # guest time is already counted in user time.
-    return (sum(fields[:8]) - idle) / CLOCK_TICKS
+    return (sum(fields[:7]) - idle) / CLOCK_TICKS, steal / CLOCK_TICKS
 
 
 def wait_until_quiet(pid: int | None, limit_s: float = 20.0) -> float:
@@ -159,6 +161,9 @@ class Server:
             time.sleep(0.2)
         self.stop()
         raise RuntimeError(f"{self.name} was not ready within {timeout:.0f}s:\n{self.log_tail()}")
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
     def cpu_seconds(self) -> float | None:
         return tree_cpu_seconds(self.pid)

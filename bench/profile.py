@@ -96,8 +96,14 @@ SUSPECTS: list[tuple[str, Callable[[Frame], bool]]] = [
     ),
     ("  of which the access line (RequestContextMiddleware)", lambda f: False),  # filled below
     ("JWT decode and verify (PyJWT)", _has("/jwt/")),
-    ("get_current_user (token + user SELECT)", _func("get_current_user")),
-    ("  UserRepository.get (session.get(User))", _func("UserRepository.get")),
+    (
+        "current-user dependency (token check + user-exists SELECT)",
+        lambda f: f[0].endswith(("get_current_user", "get_current_user_id")),
+    ),
+    (
+        "  the user query (UserRepository.exists / .get)",
+        lambda f: f[0] in ("UserRepository.exists", "UserRepository.get"),
+    ),
     (
         "task repository calls (statement build + execute + ORM rows)",
         _has("app/tasks/repository.py"),
@@ -109,7 +115,10 @@ SUSPECTS: list[tuple[str, Callable[[Frame], bool]]] = [
     ),
     ("  ORM row loading (rows -> Task/User objects)", _has("/sqlalchemy/orm/loading.py")),
     ("  connection pool checkout/checkin (incl. pre-ping)", _has("/sqlalchemy/pool/")),
-    ("  pre-ping (BEGIN; ';'; ROLLBACK)", _func("_async_ping")),
+    (
+        "  pre-ping (SQLAlchemy's BEGIN; ';'; ROLLBACK, or the app's checkout SELECT 1)",
+        lambda f: f[0].endswith(("_async_ping", "_ping_on_checkout.<locals>._ping")),
+    ),
     ("  session commit", _func("commit", "sqlalchemy/ext/asyncio/session.py")),
     ("  session close / pool return", _func("close", "sqlalchemy/ext/asyncio/session.py")),
     ("asyncpg (Python-level frames)", _has("/asyncpg/")),

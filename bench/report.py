@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import statistics
+import subprocess
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from importlib import metadata
@@ -66,11 +67,37 @@ def loadavg() -> str:
         return "unknown"
 
 
-def header(settings: dict[str, object], postgres: str, load_before: str) -> str:
+def code_version() -> str:
+    """The commit measured, and whether backend/ had uncommitted changes (read-only git)."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "log", "-1", "--format=%h %s"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--", "backend"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (no git)"
+    return commit + (" (+ uncommitted changes in backend/)" if dirty else "")
+
+
+def header(
+    settings: dict[str, object], postgres: str, load_before: str, code: str | None = None
+) -> str:
     box = machine()
     ver = versions(postgres)
     lines = [
         f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- code: {code or code_version()}",
         f"- machine: {box['nproc']} CPUs ({box['cpu']}), {box['memory']} RAM, "
         f"Linux {box['kernel']}; server, PostgreSQL and wrk share it",
         "- versions: " + ", ".join(f"{name} {value}" for name, value in ver.items()),
@@ -109,14 +136,19 @@ def _fmt(value: float | None, digits: int = 1) -> str:
     return "n/a" if value is None else f"{value:,.{digits}f}"
 
 
+def _worst(a: Cell | None, b: Cell | None, name: str) -> float | None:
+    values = [getattr(run, name) for cell in (a, b) if cell for run in cell.runs]
+    return max(values) if values else None
+
+
 def table(results: Sequence[RunResult]) -> str:
     grouped = cells(results)
     rows = [
         "| workload | conns | service req/s | reference req/s | ratio | p50 ms | p90 ms | p99 ms "
         "| ref p99 ms | non-2xx svc/ref | socket errors svc/ref | service CPU ms/req "
-        "| reference CPU ms/req | PG CPU ms/req svc/ref | other load % | runs |",
+        "| reference CPU ms/req | PG CPU ms/req svc/ref | other load % | steal % | runs |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
-        "| ---: | ---: | ---: |",
+        "| ---: | ---: | ---: | ---: |",
     ]
     keys = sorted(
         {(workload, conns) for (_, workload, conns) in grouped},
@@ -156,10 +188,8 @@ def table(results: Sequence[RunResult]) -> str:
                     _fmt(svc.median("server_cpu_ms_per_req"), 2) if svc else "-",
                     _fmt(ref.median("server_cpu_ms_per_req"), 2) if ref else "-",
                     pg,
-                    _fmt(
-                        max(run.other_cpu_pct for cell in (svc, ref) if cell for run in cell.runs),
-                        0,
-                    ),
+                    _fmt(_worst(svc, ref, "other_cpu_pct"), 0),
+                    _fmt(_worst(svc, ref, "steal_pct"), 0),
                     str(len(svc.runs) if svc else len(ref.runs) if ref else 0),
                 ]
             )
@@ -210,10 +240,12 @@ def verdict(results: Sequence[RunResult]) -> str:
         )
         lines.extend(f"  - {line}" for line in warned)
     busy = max((run.other_cpu_pct for run in results), default=0.0)
-    if busy > BUSY_MACHINE_PCT:
+    steal = max((run.steal_pct for run in results), default=0.0)
+    if busy > BUSY_MACHINE_PCT or steal > BUSY_MACHINE_PCT:
         lines.append(
-            f"- WARNING: other processes used up to {busy:.0f}% of the machine's CPU during "
-            "runs (column 'other load %'); absolute numbers are low, ratios noisy"
+            f"- WARNING: other processes used up to {busy:.0f}% of the machine's CPU, and the "
+            f"hypervisor took up to {steal:.0f}% (steal), during runs (columns 'other load %', "
+            "'steal %'); absolute numbers are low, ratios noisy"
         )
     if failing:
         lines.append("- errors (target: none at any connection count): MISSED")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from bench.load import (
 from bench.processes import REPO_ROOT, Server
 
 DEFAULT_OUT = REPO_ROOT / "bench" / "out"
+MAX_RESTARTS_PER_RUN = 2
+POOL_TIMEOUT_S = 10.0  # the service's DB_POOL_TIMEOUT_SECONDS default
 
 
 def _csv_ints(text: str) -> list[int]:
@@ -125,19 +128,46 @@ class Bench:
     def data_file(self, workload: str) -> Path:
         return self.db.writers_file if workload in WRITE_WORKLOADS else self.db.readers_file
 
+    restarts: int = 0
+
     def run(self, app: str, workload: str, connections: int, duration: float) -> RunResult:
-        return run_wrk(
-            self.wrk,
-            self.servers[app],
-            workload,
-            connections,
-            duration,
-            self.data_file(workload),
-            threads=self.args.threads,
-            timeout_s=self.args.timeout,
-            postmaster_pid=self.db.postmaster_pid,
-            errors_log=self.errors_log,
+        server = self.servers[app]
+        for attempt in range(MAX_RESTARTS_PER_RUN + 1):
+            self._ensure_alive(server)
+            try:
+                result = run_wrk(
+                    self.wrk,
+                    server,
+                    workload,
+                    connections,
+                    duration,
+                    self.data_file(workload),
+                    threads=self.args.threads,
+                    timeout_s=self.args.timeout,
+                    postmaster_pid=self.db.postmaster_pid,
+                    errors_log=self.errors_log,
+                )
+            except RuntimeError:
+                if server.alive() or attempt == MAX_RESTARTS_PER_RUN:
+                    raise
+                continue
+            if server.alive():
+                return result
+        raise RuntimeError(f"{app} kept dying; see {server.log_path}")
+
+    def _ensure_alive(self, server: Server) -> None:
+        """A server that died (crash, OOM, or another job's `pkill`) is restarted, loudly:
+        the run it spoiled is measured again and the restart is reported."""
+        if server.alive():
+            return
+        code = server.process.returncode if server.process else None
+        log(
+            f"WARNING: {server.name} exited (code {code}); restarting it. Last log lines:\n"
+            f"{server.log_tail(10)}"
         )
+        self.restarts += 1
+        server.stop()
+        server.start()
 
 
 def _describe(result: RunResult) -> str:
@@ -223,12 +253,19 @@ def run_profile(bench: Bench, out: Path) -> str:
     return "\n".join(sections)
 
 
+def _exit_on_sigterm() -> None:
+    """SIGTERM unwinds like Ctrl-C, so the servers are stopped and the database dropped."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    _exit_on_sigterm()
     out: Path = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     began = time.monotonic()
     load_before = report.loadavg()
+    code = report.code_version() if args.app_path is None else f"app from {args.app_path}"
     try:
         wrk = ensure_wrk()
     except WrkMissingError as exc:
@@ -290,11 +327,27 @@ def main(argv: list[str] | None = None) -> int:
         **({"env": " ".join(f"{k}={v}" for k, v in extra_env.items())} if extra_env else {}),
         **({"app_path": str(args.app_path)} if args.app_path else {}),
     }
+    notes = (
+        [
+            f"- WARNING: a server died during the benchmark and was restarted "
+            f"{bench.restarts} time(s)"
+        ]
+        if bench.restarts
+        else []
+    )
+    if args.burst_connections and args.burst_duration <= POOL_TIMEOUT_S:
+        notes.append(
+            f"- NOTE: the {args.burst_connections}-connection runs lasted "
+            f"{args.burst_duration:g} s, not longer than the pool timeout ({POOL_TIMEOUT_S:g} s "
+            "by default): requests queued for a connection may not have failed yet, so 'no "
+            "errors' there proves little"
+        )
     text = "\n\n".join(
         [
-            report.header(settings, db.server_version, load_before),
+            report.header(settings, db.server_version, load_before, code),
             report.table(results),
             report.verdict(results),
+            *notes,
             f"(whole benchmark: {time.monotonic() - began:.0f} s)",
         ]
     )

@@ -30,10 +30,6 @@ logger = structlog.get_logger("app.cli")
 JWT_SECRET_FILE = "jwt-secret"  # noqa: S105  (a file name)
 
 
-class StartupError(Exception):
-    """A reason not to start, phrased for the operator."""
-
-
 def prepare_environment() -> Settings:
     """Settings for this process and for uvicorn's workers (which read the environment)."""
     settings = load_settings()
