@@ -35,7 +35,7 @@ TEST_JWT_SECRET = "test-secret-" + "x" * 40
 PASSWORD = "correct horse battery"
 
 
-def _asyncpg_dsn(url: str) -> str:
+def asyncpg_dsn(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
@@ -51,7 +51,7 @@ def server_url() -> str:
 @pytest.fixture(scope="session")
 async def database_url(server_url: str) -> AsyncIterator[str]:
     name = f"taskapi_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(_asyncpg_dsn(server_url))
+    admin = await asyncpg.connect(asyncpg_dsn(server_url))
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
@@ -63,7 +63,7 @@ async def database_url(server_url: str) -> AsyncIterator[str]:
     finally:
         await engine.dispose()
     yield url
-    admin = await asyncpg.connect(_asyncpg_dsn(server_url))
+    admin = await asyncpg.connect(asyncpg_dsn(server_url))
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
@@ -139,25 +139,32 @@ class Account:
         return f"/api/{self.id}/tasks"
 
 
+async def sign_up_via(
+    http: httpx.AsyncClient, email: str | None = None, password: str = PASSWORD
+) -> Account:
+    """Create an account and log in through the real endpoints of whatever ``http`` talks to
+    (the in-process app or a server process)."""
+    email = email or f"user-{secrets.token_hex(6)}@example.com"
+    body = {"email": email, "password": password}
+    created = await http.post("/api/auth/signup", json=body)
+    assert created.status_code == 201, created.text
+    login = await http.post("/api/auth/login", json=body)
+    assert login.status_code == 200, login.text
+    return Account(
+        id=created.json()["id"],
+        email=email.lower(),
+        password=password,
+        token=login.json()["access_token"],
+    )
+
+
 SignUp = Callable[..., Awaitable[Account]]
 
 
 @pytest.fixture
 def sign_up(client: httpx.AsyncClient) -> SignUp:
-    """Create an account and log in through the real endpoints."""
-
     async def _sign_up(email: str | None = None, password: str = PASSWORD) -> Account:
-        email = email or f"user-{secrets.token_hex(6)}@example.com"
-        created = await client.post("/api/auth/signup", json={"email": email, "password": password})
-        assert created.status_code == 201, created.text
-        login = await client.post("/api/auth/login", json={"email": email, "password": password})
-        assert login.status_code == 200, login.text
-        return Account(
-            id=created.json()["id"],
-            email=email.lower(),
-            password=password,
-            token=login.json()["access_token"],
-        )
+        return await sign_up_via(client, email, password)
 
     return _sign_up
 

@@ -26,7 +26,7 @@ from app.core.db import create_engine
 from app.core.migrations import alembic_config, downgrade, upgrade
 from app.core.models import Base
 from app.tasks import models as _task_models  # noqa: F401  (registers the table)
-from tests.conftest import TEST_JWT_SECRET, make_settings
+from tests.conftest import TEST_JWT_SECRET, asyncpg_dsn, make_settings
 
 HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 
@@ -48,15 +48,11 @@ ORDER BY 1, 2
 """
 
 
-def _dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
 @pytest.fixture
 async def empty_database_url(server_url: str) -> AsyncIterator[str]:
     """A database of its own, created empty and dropped afterwards."""
     name = f"taskapi_migrations_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(_dsn(server_url))
+    admin = await asyncpg.connect(asyncpg_dsn(server_url))
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
@@ -64,7 +60,7 @@ async def empty_database_url(server_url: str) -> AsyncIterator[str]:
     try:
         yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
     finally:
-        admin = await asyncpg.connect(_dsn(server_url))
+        admin = await asyncpg.connect(asyncpg_dsn(server_url))
         try:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:

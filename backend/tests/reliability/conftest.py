@@ -19,7 +19,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.conftest import PASSWORD, Account
+from tests.conftest import Account, sign_up_via
 from tests.processes import (
     AppServer,
     PgBouncer,
@@ -115,15 +115,7 @@ def start_server(pg_cluster: PostgresCluster) -> Iterator[StartServer]:
 
 
 async def sign_up_over_http(http: httpx.AsyncClient) -> Account:
-    email = f"rel-{secrets.token_hex(6)}@example.com"
-    body = {"email": email, "password": PASSWORD}
-    created = await http.post("/api/auth/signup", json=body)
-    assert created.status_code == 201, created.text
-    login = await http.post("/api/auth/login", json=body)
-    assert login.status_code == 200, login.text
-    return Account(
-        id=created.json()["id"], email=email, password=PASSWORD, token=login.json()["access_token"]
-    )
+    return await sign_up_via(http, f"rel-{secrets.token_hex(6)}@example.com")
 
 
 def http_client(server: AppServer, timeout: float = HTTP_TIMEOUT_SECONDS) -> httpx.AsyncClient:

@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.conftest import PASSWORD, Account
+from tests.conftest import Account, sign_up_via
 
 
 @dataclass(frozen=True)
@@ -28,25 +28,14 @@ class Accounts:
     stranger: Account
 
 
-async def _sign_up(http: httpx.AsyncClient, email: str) -> Account:
-    body = {"email": email, "password": PASSWORD}
-    created = await http.post("/api/auth/signup", json=body)
-    assert created.status_code == 201, created.text
-    login = await http.post("/api/auth/login", json=body)
-    assert login.status_code == 200, login.text
-    return Account(
-        id=created.json()["id"], email=email, password=PASSWORD, token=login.json()["access_token"]
-    )
-
-
 @pytest.fixture(scope="package")
 async def accounts(app: FastAPI, engine: AsyncEngine) -> AsyncIterator[Accounts]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         run = uuid.uuid4().hex[:8]
         yield Accounts(
-            owner=await _sign_up(http, f"owner-{run}@example.com"),
-            stranger=await _sign_up(http, f"stranger-{run}@example.com"),
+            owner=await sign_up_via(http, f"owner-{run}@example.com"),
+            stranger=await sign_up_via(http, f"stranger-{run}@example.com"),
         )
     async with engine.begin() as connection:
         await connection.exec_driver_sql("TRUNCATE users, tasks CASCADE")
