@@ -19,6 +19,7 @@ from typing import NoReturn
 
 import structlog
 import uvicorn
+from sqlalchemy.exc import DBAPIError
 
 from app.core.config import Settings, SettingsError, load_settings
 from app.core.db import Database, DatabaseStartupError
@@ -99,6 +100,11 @@ def main(argv: list[str] | None = None) -> int:
             logger.info("migrations_applied", database=settings.database.display)
     except (SettingsError, DatabaseStartupError, EmbeddedDatabaseError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except DBAPIError as exc:  # a migration failed; the driver's message names no password
+        cause = exc.orig if exc.orig is not None else exc
+        reason = (str(cause).splitlines() or [""])[0]
+        print(f"error: Migration failed: {type(cause).__name__}: {reason}", file=sys.stderr)
         return 2
     if command == "migrate":
         return 0

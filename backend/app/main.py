@@ -70,6 +70,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if metrics:
         app.state.metrics = metrics
         app.include_router(metrics_router)
+    # Added first = innermost. From the outside in: security headers (on every answer, even
+    # an unexpected 500), request context + access line, metrics, CORS (so a 413 still
+    # carries the CORS headers the SPA needs to read it), the body cap.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     # Bearer tokens, not cookies: no credentials mode, so no origin is ever trusted with them.
     app.add_middleware(
         CORSMiddleware,
@@ -79,10 +83,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         expose_headers=["Link", "Location", "Retry-After", "X-Request-ID"],
         max_age=600,
     )
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
-    app.add_middleware(SecurityHeadersMiddleware)
     if metrics:
         app.add_middleware(MetricsMiddleware, metrics=metrics)
-    # Added last = outermost: the access line covers everything, including refusals above.
     app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware)
     return app

@@ -25,16 +25,15 @@ class AuthService:
         )
 
     async def log_in(self, request: LoginRequest) -> tuple[User, IssuedToken]:
-        # Checked before the password: a locked account gets 429 even with the right one,
+        # Counted before the password: a locked account gets 429 even with the right one,
         # so guessing cannot continue past the limit.
-        self.limiter.check_account(request.email)
+        self.limiter.hit_account(request.email)
         user = await self.users.get_by_email(request.email)
         await self.users.end_read_only_transaction()
         # Always one argon2 verification, so an unknown email answers as slowly as a wrong
         # password and response times do not reveal which accounts exist.
         valid = await verify_password(request.password, user.password_hash if user else None)
         if user is None or not valid:
-            self.limiter.record_failure(request.email)
             raise InvalidCredentialsError()
         self.limiter.clear_failures(request.email)
         return user, self.tokens.issue(user.id)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import URL, make_url
@@ -84,6 +85,10 @@ def parse_database_url(raw: str) -> DatabaseTarget:
             f"unsupported scheme '{url.drivername}'; use postgresql:// (or postgres://, "
             "postgresql+asyncpg://)"
         )
+    if url.host and "@" in url.host:
+        # "u:p@ss@host" parses as password "p" and host "ss@host": refuse rather than print
+        # part of the password as a host name.
+        raise DatabaseUrlError("the host contains '@'; write an '@' in the password as %40")
     query: dict[str, Any] = dict(url.query)
     warnings: list[str] = []
 
@@ -93,6 +98,8 @@ def parse_database_url(raw: str) -> DatabaseTarget:
     ssl_root_cert = _pop_single(query, "sslrootcert")
     if ssl_root_cert == "system":  # libpq 16 spelling for "the system CA store"
         ssl_root_cert = None
+    if ssl_root_cert is not None and not Path(ssl_root_cert).is_file():
+        raise DatabaseUrlError(f"sslrootcert file not found: {ssl_root_cert}")
     if _pop_single(query, "channel_binding") not in (None, "disable"):
         warnings.append(
             "channel_binding is not supported by the asyncpg driver and is ignored; "

@@ -19,6 +19,8 @@ import orjson
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.core.errors import AppError, error_response
+
 REQUEST_ID_HEADER = b"x-request-id"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 SECRET_KEYS = frozenset(
@@ -108,6 +110,7 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
 
 
 access_logger = structlog.get_logger("app.access")
+error_logger = structlog.get_logger("app.errors")
 
 
 class RequestContextMiddleware:
@@ -126,11 +129,13 @@ class RequestContextMiddleware:
         structlog.contextvars.bind_contextvars(request_id=request_id)
         start = time.perf_counter()
         status = 500
+        response_started = False
 
         async def send_with_request_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, response_started
             if message["type"] == "http.response.start":
                 status = message["status"]
+                response_started = True
                 message["headers"] = [
                     *message.get("headers", []),
                     (REQUEST_ID_HEADER, request_id.encode()),
@@ -139,6 +144,13 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_request_id)
+        except Exception:
+            # Handled here, not by Starlette's outermost error middleware, so the traceback
+            # line still carries request_id and the 500 still gets X-Request-ID.
+            error_logger.error("unhandled_error", exc_info=True)
+            if response_started:
+                raise  # too late for an error response; the server closes the connection
+            await error_response(AppError())(scope, receive, send_with_request_id)
         finally:
             route = scope.get("route")
             access_logger.info(

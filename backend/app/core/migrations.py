@@ -24,13 +24,20 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
-def _upgrade(connection: Connection, revision: str) -> None:
+def _take_migration_lock(connection: Connection) -> None:
+    # The request timeout does not apply to migrations: waiting for another replica's
+    # migration, or building an index on a large table, may take longer than a query should.
+    connection.execute(text("SELECT set_config('statement_timeout', '0', true)"))
     connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
+
+
+def _upgrade(connection: Connection, revision: str) -> None:
+    _take_migration_lock(connection)
     command.upgrade(alembic_config(connection), revision)
 
 
 def _downgrade(connection: Connection, revision: str) -> None:
-    connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
+    _take_migration_lock(connection)
     command.downgrade(alembic_config(connection), revision)
 
 

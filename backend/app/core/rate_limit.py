@@ -28,15 +28,15 @@ class RateLimiter:
         if not self._limiter.hit(self._per_address, "address", address):
             raise RateLimitedError(self._retry_after(self._per_address, "address", address))
 
-    def check_account(self, account: str) -> None:
-        """429 while ``account`` has used up its failed attempts (checked before the password)."""
-        if not self._limiter.test(self._failures_per_account, "account", account):
+    def hit_account(self, account: str) -> None:
+        """Count one login attempt on ``account`` BEFORE the password is checked; 429 once the
+        window is full. Counting first means concurrent guesses cannot all slip in while the
+        first ones are still being verified. A successful login clears the count, so what
+        accumulates is failures."""
+        if not self._limiter.hit(self._failures_per_account, "account", account):
             raise RateLimitedError(
                 self._retry_after(self._failures_per_account, "account", account)
             )
-
-    def record_failure(self, account: str) -> None:
-        self._limiter.hit(self._failures_per_account, "account", account)
 
     def clear_failures(self, account: str) -> None:
         self._limiter.clear(self._failures_per_account, "account", account)

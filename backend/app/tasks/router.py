@@ -31,6 +31,7 @@ router = APIRouter(
     responses=error_responses(401, 403, 422, 503),
 )
 NOT_FOUND = error_responses(404)
+WRITE_NOT_FOUND = error_responses(404, 413)
 
 
 @router.get(
@@ -71,7 +72,10 @@ async def list_tasks(
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=TaskRead,
-    responses={201: {"headers": {"Location": {"schema": {"type": "string"}}}}},
+    responses={
+        201: {"headers": {"Location": {"schema": {"type": "string"}}}},
+        **error_responses(413),
+    },
 )
 async def create_task(
     body: TaskCreate, request: Request, response: Response, tasks: TaskRepoDep
@@ -89,7 +93,7 @@ async def get_task(task_id: uuid.UUID, tasks: TaskRepoDep) -> Task:
     return await tasks.get(task_id)
 
 
-@router.put("/{task_id}", response_model=TaskRead, responses=NOT_FOUND)
+@router.put("/{task_id}", response_model=TaskRead, responses=WRITE_NOT_FOUND)
 async def replace_task(task_id: uuid.UUID, body: TaskUpdate, tasks: TaskRepoDep) -> Task:
     """Replace title (and description if given); ``completed`` is left as it is."""
     task = await tasks.update(task_id, **body.model_dump(exclude_unset=True))
@@ -97,7 +101,7 @@ async def replace_task(task_id: uuid.UUID, body: TaskUpdate, tasks: TaskRepoDep)
     return task
 
 
-@router.patch("/{task_id}", response_model=TaskRead, responses=NOT_FOUND)
+@router.patch("/{task_id}", response_model=TaskRead, responses=WRITE_NOT_FOUND)
 async def patch_task(task_id: uuid.UUID, body: TaskPatch, tasks: TaskRepoDep) -> Task:
     """Change only the fields sent."""
     task = await tasks.update(task_id, **body.model_dump(exclude_unset=True))

@@ -233,6 +233,17 @@ def test_sslmode_require_with_a_root_certificate_verifies_like_verify_ca(root_ce
             "connect_timeout must be a number of seconds",
             id="bad-connect-timeout",
         ),
+        pytest.param(
+            # Unencoded '@' in the password: the rest of the password would become the host.
+            f"postgresql://app:{PASSWORD}@part2@db/tasks",
+            "the host contains '@'",
+            id="unencoded-at-sign",
+        ),
+        pytest.param(
+            f"postgresql://app:{PASSWORD}@db/tasks?sslmode=verify-full&sslrootcert=/no/such.pem",
+            "sslrootcert file not found: /no/such.pem",
+            id="missing-root-certificate",
+        ),
     ],
 )
 def test_unusable_urls_are_refused_without_echoing_the_password(raw: str, message: str) -> None:

@@ -181,11 +181,16 @@ async def test_invalid_input_names_the_field_and_never_echoes_the_value(
 async def test_an_unexpected_exception_is_a_generic_500_and_logged_with_its_traceback(
     errors_client: httpx.AsyncClient, log_output: LogOutput
 ) -> None:
-    response = await errors_client.get("/test/crash")
+    response = await errors_client.get("/test/crash", headers={"X-Request-ID": "crash-1"})
 
     assert response.status_code == 500
     assert response.json() == {"detail": "Internal server error", "code": "internal_error"}
+    # Still inside the request's context: the answer and the log line carry its id, and the
+    # answer has the headers every response has.
+    assert response.headers["X-Request-ID"] == "crash-1"
+    assert response.headers["Cache-Control"] == "no-store"
     [logged] = log_output.records(event="unhandled_error")
+    assert logged["request_id"] == "crash-1"
     assert "RuntimeError: internal detail 42" in logged["exception"]
     assert "Traceback" in logged["exception"]
 

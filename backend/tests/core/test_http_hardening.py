@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import httpx
+from asgi_lifespan import LifespanManager
 
-from tests.conftest import Account
+from app.main import create_app
+from tests.conftest import Account, make_settings
 
 
 async def test_body_over_the_cap_is_refused_with_413(
@@ -92,3 +94,20 @@ async def test_token_in_query_string_is_not_accepted(
     response = await client.get(f"/api/auth/me?access_token={account.token}")
     assert response.status_code == 401
     assert response.json()["code"] == "not_authenticated"
+
+
+async def test_a_too_large_body_from_the_spa_is_a_413_the_spa_can_read(
+    database_url: str, clean_database: None
+) -> None:
+    """CORS sits outside the body cap: the browser must see the 413, not a CORS failure."""
+    app = create_app(make_settings(database_url, cors_origins=["https://spa.example"]))
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            response = await http.post(
+                "/api/auth/signup",
+                content=b"x" * (70 * 1024),
+                headers={"Origin": "https://spa.example", "Content-Type": "application/json"},
+            )
+    assert response.status_code == 413
+    assert response.headers["Access-Control-Allow-Origin"] == "https://spa.example"

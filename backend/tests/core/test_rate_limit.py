@@ -54,6 +54,27 @@ async def test_failed_logins_lock_the_account_with_retry_after(
     assert 1 <= int(locked.headers["Retry-After"]) <= 60
 
 
+async def test_concurrent_guesses_cannot_exceed_the_account_limit(
+    limited_client: httpx.AsyncClient,
+) -> None:
+    """Attempts are counted before the (slow) password check, so guesses sent all at once
+    do not all slip in while the first ones are still being verified."""
+    await limited_client.post(
+        "/api/auth/signup", json={"email": "burst@example.com", "password": PASSWORD}
+    )
+    guesses = [
+        limited_client.post(
+            "/api/auth/login",
+            json={"email": "burst@example.com", "password": f"guess-{i:04d}"},
+        )
+        for i in range(5)
+    ]
+    statuses = sorted(response.status_code for response in await asyncio.gather(*guesses))
+
+    # 3 failures are allowed per window; the 4th and 5th are refused unchecked.
+    assert statuses == [401, 401, 401, 429, 429]
+
+
 async def test_successful_login_clears_the_failure_count(limited_client: httpx.AsyncClient) -> None:
     await limited_client.post(
         "/api/auth/signup", json={"email": "forgetful@example.com", "password": PASSWORD}
