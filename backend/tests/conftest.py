@@ -15,6 +15,7 @@ import os
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import asyncpg
@@ -48,26 +49,34 @@ def server_url() -> str:
     return start_embedded_postgres(REPO_ROOT / ".data" / "test-postgres")
 
 
+async def _admin_execute(server_url: str, statement: str) -> None:
+    admin = await asyncpg.connect(asyncpg_dsn(server_url))
+    try:
+        await admin.execute(statement)
+    finally:
+        await admin.close()
+
+
+@asynccontextmanager
+async def scratch_database(server_url: str, prefix: str) -> AsyncIterator[str]:
+    """A new empty database on the test server for the duration of the block; its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    await _admin_execute(server_url, f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        await _admin_execute(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="session")
 async def database_url(server_url: str) -> AsyncIterator[str]:
-    name = f"taskapi_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(asyncpg_dsn(server_url))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    engine = create_engine(make_settings(url))
-    try:
-        await upgrade(engine)
-    finally:
-        await engine.dispose()
-    yield url
-    admin = await asyncpg.connect(asyncpg_dsn(server_url))
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with scratch_database(server_url, "taskapi_test") as url:
+        engine = create_engine(make_settings(url))
+        try:
+            await upgrade(engine)
+        finally:
+            await engine.dispose()
+        yield url
 
 
 def make_settings(database_url: str, **overrides: object) -> Settings:

@@ -46,10 +46,14 @@ def _unique_statement_name() -> str:
     return f"__asyncpg_{uuid.uuid4().hex}__"
 
 
+def _behind_pgbouncer(settings: Settings, target: DatabaseTarget) -> bool:
+    return settings.db_pgbouncer or target.pgbouncer
+
+
 def create_engine(settings: Settings, target: DatabaseTarget | None = None) -> AsyncEngine:
     target = target or settings.database
     statement_timeout_ms = int(settings.db_statement_timeout_seconds * 1000)
-    pgbouncer = settings.db_pgbouncer or target.pgbouncer
+    pgbouncer = _behind_pgbouncer(settings, target)
     server_settings = {"application_name": target.application_name or "taskapi"}
     if not pgbouncer:
         # Startup parameters; a transaction-pooling PgBouncer rejects them, so there the
@@ -138,11 +142,10 @@ class Database:
         target = settings.database
         engine = create_engine(settings, target)
         sessionmaker = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
-        pgbouncer = settings.db_pgbouncer or target.pgbouncer
         read_sessionmaker = (
             # Behind PgBouncer the statement timeout is SET LOCAL per transaction: keep one.
             sessionmaker
-            if pgbouncer
+            if _behind_pgbouncer(settings, target)
             else async_sessionmaker(
                 engine.execution_options(isolation_level="AUTOCOMMIT"),
                 expire_on_commit=False,
@@ -223,7 +226,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
     Used with ``scope="function"`` so the commit happens before the response is sent: a
     failed commit becomes an error response, never a 2xx for a write that did not happen.
-    Repositories only flush. Safe methods (GET, HEAD) read without a transaction.
+    Repositories only flush. Safe methods (GET, HEAD, OPTIONS) read without a transaction.
     """
     database = get_database(request)
     factory = (

@@ -204,16 +204,8 @@ async def _handle_http_exception(request: Request, exc: Exception) -> JSONRespon
     if exc.status_code == 400:
         # FastAPI's answer to a body it cannot decode (e.g. not UTF-8): bad input like any
         # other malformed body, so the same 422 as invalid JSON.
-        message = "Request body is not valid JSON"
-        return JSONResponse(
-            {
-                "detail": message,
-                "code": ValidationFailedError.code,
-                "errors": [{"loc": ["body"], "msg": message, "type": "json_invalid"}],
-            },
-            status_code=422,
-        )
-    codes = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
+        return error_response(ValidationFailedError("Request body is not valid JSON"))
+    codes = {404: "not_found", 405: "method_not_allowed", 413: PayloadTooLargeError.code}
     headers = dict(exc.headers or {})
     if exc.status_code == 405:
         headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")

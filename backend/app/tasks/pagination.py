@@ -40,7 +40,7 @@ class Cursor:
 
     @classmethod
     def decode(cls, token: str) -> Cursor:
-        if not _VALID.match(token):
+        if not _VALID.fullmatch(token):
             raise InvalidCursorError()
         micros, id_bytes = _LAYOUT.unpack(base64.urlsafe_b64decode(token))
         micros = min(max(micros, _MIN_MICROS), _MAX_MICROS)

@@ -104,8 +104,10 @@ async def replace_task(task_id: uuid.UUID, body: TaskUpdate, tasks: TaskRepoDep)
 @router.patch("/{task_id}", response_model=TaskRead, responses=WRITE_NOT_FOUND)
 async def patch_task(task_id: uuid.UUID, body: TaskPatch, tasks: TaskRepoDep) -> Task:
     """Change only the fields sent."""
-    task = await tasks.update(task_id, **body.model_dump(exclude_unset=True))
-    logger.info("task_updated", user_id=str(tasks.owner_id), task_id=str(task.id))
+    changes = body.model_dump(exclude_unset=True)
+    task = await tasks.update(task_id, **changes)
+    if changes:  # an empty PATCH changes (and logs) nothing
+        logger.info("task_updated", user_id=str(tasks.owner_id), task_id=str(task.id))
     return task
 
 

@@ -155,6 +155,19 @@ async def test_the_token_of_a_deleted_user_is_401_invalid_token(
     assert_unauthorized(response, "invalid_token")
 
 
+async def test_the_token_of_a_deleted_user_is_401_on_the_task_routes_too(
+    client: httpx.AsyncClient, logged_in: Account, engine: AsyncEngine
+) -> None:
+    tasks_url = f"/api/{logged_in.id}/tasks"
+    assert (await client.get(tasks_url, headers=logged_in.headers)).status_code == 200
+    async with engine.begin() as connection:
+        await connection.execute(text("DELETE FROM users WHERE id = :id"), {"id": logged_in.id})
+
+    response = await client.get(tasks_url, headers=logged_in.headers)
+
+    assert_unauthorized(response, "invalid_token")
+
+
 async def test_a_token_for_a_subject_that_never_existed_is_401_invalid_token(
     client: httpx.AsyncClient,
 ) -> None:

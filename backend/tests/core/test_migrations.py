@@ -7,17 +7,15 @@ import asyncio
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-import asyncpg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from app.auth import models as _auth_models  # noqa: F401  (registers the table)
@@ -26,7 +24,7 @@ from app.core.db import create_engine
 from app.core.migrations import alembic_config, downgrade, upgrade
 from app.core.models import Base
 from app.tasks import models as _task_models  # noqa: F401  (registers the table)
-from tests.conftest import TEST_JWT_SECRET, asyncpg_dsn, make_settings
+from tests.conftest import TEST_JWT_SECRET, make_settings, scratch_database
 
 HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 
@@ -51,20 +49,8 @@ ORDER BY 1, 2
 @pytest.fixture
 async def empty_database_url(server_url: str) -> AsyncIterator[str]:
     """A database of its own, created empty and dropped afterwards."""
-    name = f"taskapi_migrations_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(asyncpg_dsn(server_url))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    try:
-        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        admin = await asyncpg.connect(asyncpg_dsn(server_url))
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+    async with scratch_database(server_url, "taskapi_migrations") as url:
+        yield url
 
 
 @pytest.fixture

@@ -44,6 +44,7 @@ TAMPERED_CURSORS = [
     pytest.param(_b64(b"hello world"), id="base64-of-text"),
     pytest.param(_b64(f"2024-01-01T00:00:00+00:00|{uuid.uuid4()}".encode()), id="old-format"),
     pytest.param(VALID + "\u0000", id="nul"),
+    pytest.param(VALID + "\n", id="trailing-newline"),
     pytest.param("A" * 2_000, id="far-too-long"),
 ]
 

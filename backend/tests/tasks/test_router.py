@@ -52,6 +52,28 @@ def _assert_task_shape(body: dict[str, Any]) -> None:
         parse_time(body["completed_at"])
 
 
+async def _assert_refused_and_unchanged(
+    client: httpx.AsyncClient,
+    account: Account,
+    engine: AsyncEngine,
+    method: str,
+    content_type: str | None = None,
+    **body: Any,
+) -> None:
+    """Send ``body`` to a fresh task with ``method``: 422 validation_error, row untouched."""
+    created = await create_task(client, account, "keep", description="as is")
+    before = await task_row(engine, created["id"])
+    headers = {**account.headers, **({"Content-Type": content_type} if content_type else {})}
+
+    response = await client.request(
+        method, f"{account.tasks_url}/{created['id']}", headers=headers, **body
+    )
+
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "validation_error"
+    assert await task_row(engine, created["id"]) == before
+
+
 def _assert_body_matches_row(body: dict[str, Any], row: dict[str, Any] | None) -> None:
     assert row is not None
     assert body["id"] == str(row["id"])
@@ -427,32 +449,15 @@ async def test_put_with_null_description_clears_it(
 async def test_put_rejects_invalid_bodies_and_leaves_the_task_unchanged(
     client: httpx.AsyncClient, account: Account, engine: AsyncEngine, payload: dict[str, Any]
 ) -> None:
-    created = await create_task(client, account, "keep", description="as is")
-    before = await task_row(engine, created["id"])
-
-    response = await client.put(
-        f"{account.tasks_url}/{created['id']}", json=payload, headers=account.headers
-    )
-
-    assert response.status_code == 422, response.text
-    assert response.json()["code"] == "validation_error"
-    assert await task_row(engine, created["id"]) == before
+    await _assert_refused_and_unchanged(client, account, engine, "PUT", json=payload)
 
 
 async def test_put_rejects_a_body_that_is_not_json(
     client: httpx.AsyncClient, account: Account, engine: AsyncEngine
 ) -> None:
-    created = await create_task(client, account)
-    before = await task_row(engine, created["id"])
-
-    response = await client.put(
-        f"{account.tasks_url}/{created['id']}",
-        content=b"title: x",
-        headers={**account.headers, "Content-Type": "application/json"},
+    await _assert_refused_and_unchanged(
+        client, account, engine, "PUT", content=b"title: x", content_type="application/json"
     )
-
-    assert response.status_code == 422
-    assert await task_row(engine, created["id"]) == before
 
 
 # --- patch ----------------------------------------------------------------------------------
@@ -574,32 +579,15 @@ async def test_patch_with_an_empty_body_changes_nothing(
 async def test_patch_rejects_invalid_bodies_and_leaves_the_task_unchanged(
     client: httpx.AsyncClient, account: Account, engine: AsyncEngine, payload: dict[str, Any]
 ) -> None:
-    created = await create_task(client, account, "keep", description="as is")
-    before = await task_row(engine, created["id"])
-
-    response = await client.patch(
-        f"{account.tasks_url}/{created['id']}", json=payload, headers=account.headers
-    )
-
-    assert response.status_code == 422, response.text
-    assert response.json()["code"] == "validation_error"
-    assert await task_row(engine, created["id"]) == before
+    await _assert_refused_and_unchanged(client, account, engine, "PATCH", json=payload)
 
 
 async def test_patch_rejects_a_body_that_is_not_json(
     client: httpx.AsyncClient, account: Account, engine: AsyncEngine
 ) -> None:
-    created = await create_task(client, account)
-    before = await task_row(engine, created["id"])
-
-    response = await client.patch(
-        f"{account.tasks_url}/{created['id']}",
-        content=b"completed=true",
-        headers={**account.headers, "Content-Type": "application/json"},
+    await _assert_refused_and_unchanged(
+        client, account, engine, "PATCH", content=b"completed=true", content_type="application/json"
     )
-
-    assert response.status_code == 422
-    assert await task_row(engine, created["id"]) == before
 
 
 @pytest.mark.parametrize("method", ["PUT", "PATCH"])
@@ -913,6 +901,17 @@ async def _events(
     with structlog.testing.capture_logs() as captured:
         response = await client.request(method, url, headers=account.headers, **kwargs)
     return response, [entry for entry in captured if entry["event"] in TASK_EVENTS]
+
+
+async def test_an_empty_patch_logs_no_event(client: httpx.AsyncClient, account: Account) -> None:
+    created = await create_task(client, account)
+
+    response, events = await _events(
+        client, "PATCH", f"{account.tasks_url}/{created['id']}", account, json={}
+    )
+
+    assert response.status_code == 200
+    assert events == []
 
 
 async def test_create_logs_one_task_created_event(
