@@ -27,7 +27,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.core.config import REPO_ROOT, Settings
-from app.core.db import create_engine
+from app.core.db import Database, create_engine
 from app.core.embedded_db import start_embedded_postgres
 from app.core.migrations import upgrade
 from app.main import create_app
@@ -103,6 +103,14 @@ async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(settings)
     yield engine
     await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+async def database(settings: Settings) -> AsyncIterator[Database]:
+    """The app's own data-access object, with a pool of its own, outside any request."""
+    database = Database.from_settings(settings)
+    yield database
+    await database.dispose()
 
 
 @pytest.fixture

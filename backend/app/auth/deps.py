@@ -9,10 +9,11 @@ import structlog
 from fastapi import Depends, Path, Request
 from fastapi.security import OAuth2PasswordBearer
 
+from app.auth.errors import AccountGoneError
 from app.auth.models import User
-from app.auth.repository import UserRepository
+from app.auth.repository import UserRepository, ensure_account_exists
 from app.auth.service import AuthService
-from app.core.db import SessionDep
+from app.core.db import DatabaseDep, SessionDep
 from app.core.errors import AuthenticationError, InvalidTokenError, PermissionDeniedError
 from app.core.rate_limit import RateLimiter
 from app.core.security import TokenCodec, TokenError
@@ -81,28 +82,13 @@ async def get_token_subject(
 TokenSubject = Annotated[uuid.UUID, Depends(get_token_subject)]
 
 
-def _unknown_subject() -> InvalidTokenError:
-    # A valid signature is not enough: the account may have been deleted since.
-    logger.info("token_rejected", reason="unknown subject")
-    return InvalidTokenError()
-
-
-async def get_current_user_id(subject: TokenSubject, users: UserRepoDep) -> uuid.UUID:
-    """The caller's id, checked against the users table (the id only: the hot path)."""
-    if not await users.exists(subject):
-        raise _unknown_subject()
-    structlog.contextvars.bind_contextvars(user_id=str(subject))
-    return subject
-
-
-CurrentUserId = Annotated[uuid.UUID, Depends(get_current_user_id)]
-
-
 async def get_current_user(subject: TokenSubject, users: UserRepoDep) -> User:
     """The caller's whole account, in one query."""
     user = await users.get(subject)
     if user is None:
-        raise _unknown_subject()
+        # A valid signature is not enough: the account may have been deleted since.
+        logger.info("token_rejected", reason="unknown subject")
+        raise AccountGoneError()
     structlog.contextvars.bind_contextvars(user_id=str(subject))
     return user
 
@@ -112,11 +98,19 @@ CurrentUser = Annotated[User, Depends(get_current_user)]
 
 async def require_path_owner(
     user_id: Annotated[uuid.UUID, Path(description="Must be the authenticated user's id")],
-    current_user_id: CurrentUserId,
+    subject: TokenSubject,
+    database: DatabaseDep,
 ) -> uuid.UUID:
-    """The ``{user_id}`` namespace in the path must be the caller's own."""
-    if user_id != current_user_id:
+    """The ``{user_id}`` namespace in the path must be the caller's own.
+
+    No query here: that the account still exists is proved by the task statement itself (see
+    ensure_account_exists), so a deleted user's token still gets 401, with no round trip on
+    the hot path. A refused namespace asks first, so that 401 still comes before 403.
+    """
+    if user_id != subject:
+        await ensure_account_exists(database, subject)
         raise PermissionDeniedError()
+    structlog.contextvars.bind_contextvars(user_id=str(subject))
     return user_id
 
 

@@ -2,12 +2,16 @@ from __future__ import annotations
 
 import uuid
 
+import structlog
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.auth.errors import EmailTakenError
+from app.auth.errors import AccountGoneError, EmailTakenError
 from app.auth.models import User
+from app.core.db import Database
+
+logger = structlog.get_logger("app.auth")
 
 
 class UserRepository:
@@ -31,10 +35,6 @@ class UserRepository:
     async def get(self, user_id: uuid.UUID) -> User | None:
         return await self._session.get(User, user_id)
 
-    async def exists(self, user_id: uuid.UUID) -> bool:
-        # The id alone: no ORM object is built for the check every request makes.
-        return await self._session.scalar(select(User.id).where(User.id == user_id)) is not None
-
     async def get_by_email(self, email: str) -> User | None:
         return await self._session.scalar(select(User).where(User.email == email))
 
@@ -45,3 +45,19 @@ class UserRepository:
         expire_on_commit=False the users already read stay loaded; a rollback would expire them.)
         """
         await self._session.commit()
+
+
+async def ensure_account_exists(database: Database, user_id: uuid.UUID) -> None:
+    """Raise AccountGoneError if the account was deleted since its token was issued.
+
+    The task routes call this only when their own statement found nothing: tasks reference
+    their owner (ON DELETE CASCADE), so a statement that found or wrote an owner's row has
+    already proved the owner exists, and the hot path needs no query of its own for it.
+    """
+    async with database.driver_connection() as connection:
+        found = await connection.fetchval(
+            "SELECT EXISTS (SELECT FROM users WHERE id = $1)", user_id
+        )
+    if not found:
+        logger.info("token_rejected", reason="unknown subject")
+        raise AccountGoneError()

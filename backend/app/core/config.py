@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(5, ge=1, le=1000)
     db_max_overflow: int = Field(15, ge=0, le=1000)
     db_pool_pre_ping: bool = True
+    # With pre-ping on, only a connection idle in the pool for longer than this is pinged
+    # with a round trip; every checkout gets the local "closed by the server?" check.
+    db_pool_pre_ping_idle_seconds: float = Field(1.0, ge=0)
     db_pool_recycle_seconds: int = Field(3600, ge=-1)
     db_pool_timeout_seconds: float = Field(10.0, gt=0)
     db_statement_timeout_seconds: float = Field(10.0, gt=0)

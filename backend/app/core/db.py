@@ -11,9 +11,11 @@ import ssl
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Annotated, Any
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Annotated, Any, TypeAlias
 
+import asyncpg
 import structlog
 from fastapi import Depends, Request
 from sqlalchemy import event, exc, text
@@ -23,7 +25,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.util import await_
+from sqlalchemy.util import await_, greenlet_spawn
 
 from app.core.config import Settings
 from app.core.database_url import DatabaseTarget
@@ -36,6 +38,10 @@ logger = structlog.get_logger("app.db")
 CLIENT_TIMEOUT_MARGIN_SECONDS = 2.0
 IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_RETURNED_AT = "returned_to_pool_at"
+
+# Generic only in asyncpg's type stubs, so a string for the runtime.
+DriverConnection: TypeAlias = "asyncpg.Connection[asyncpg.Record]"
 
 
 class DatabaseStartupError(Exception):
@@ -80,8 +86,9 @@ def create_engine(settings: Settings, target: DatabaseTarget | None = None) -> A
         logger.warning("database_url_warning", detail=warning)
 
     # SQLAlchemy's own pre-ping on asyncpg is BEGIN; ";"; ROLLBACK: three round trips per
-    # request. Outside PgBouncer (which is why it wraps the ping in a transaction) one is enough.
-    single_round_trip_ping = settings.db_pool_pre_ping and not pgbouncer
+    # checkout. Outside PgBouncer (which is why it wraps the ping in a transaction) our own
+    # check does with none on the hot path (see _check_on_checkout).
+    own_check = settings.db_pool_pre_ping and not pgbouncer
     engine = create_async_engine(
         target.url,
         pool_size=settings.db_pool_size,
@@ -95,33 +102,59 @@ def create_engine(settings: Settings, target: DatabaseTarget | None = None) -> A
     )
     if pgbouncer:
         _set_local_timeouts(engine, statement_timeout_ms)
-    if single_round_trip_ping:
-        _ping_on_checkout(engine, timeout=settings.db_connect_timeout_seconds)
+    if own_check:
+        _check_on_checkout(
+            engine,
+            ping_timeout=settings.db_connect_timeout_seconds,
+            ping_after_idle=settings.db_pool_pre_ping_idle_seconds,
+        )
     return engine
 
 
-def _ping_on_checkout(engine: AsyncEngine, timeout: float) -> None:
-    """Pessimistic disconnect handling in one round trip: a simple-protocol SELECT 1 on every
-    checkout. A connection that fails it (server restarted, connection killed) is discarded
-    and the pool hands out a fresh one, so the request never sees the stale connection."""
+def _check_on_checkout(engine: AsyncEngine, ping_timeout: float, ping_after_idle: float) -> None:
+    """Pessimistic disconnect handling at (almost) no cost per request.
 
-    @event.listens_for(engine.sync_engine.pool, "checkout")
-    def _ping(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    A backend that was killed or restarted closes its socket, and asyncpg, which keeps
+    reading while the connection sits in the pool, marks the connection closed: that is a
+    local check. Only a connection that sat unused for longer than ``ping_after_idle`` seconds
+    also gets a simple-protocol ``SELECT 1``, for the deaths no socket reports (a dropped NAT
+    entry, a host gone without a FIN). Under load connections come back within milliseconds,
+    so the busy pool never pings; a round trip per request was a quarter of the request.
+    A connection that fails either check is discarded and the pool hands out a fresh one.
+    """
+    pool = engine.sync_engine.pool
+
+    @event.listens_for(pool, "checkin")
+    def _note_return(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_RETURNED_AT] = time.monotonic()
+
+    @event.listens_for(pool, "checkout")
+    def _check(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        driver: DriverConnection = dbapi_connection.driver_connection
+        if driver.is_closed():
+            raise exc.DisconnectionError("connection closed while in the pool")
+        returned_at = record.info.get(_RETURNED_AT)
+        if returned_at is None or time.monotonic() - returned_at <= ping_after_idle:
+            return  # just opened, or used a moment ago
         try:
-            await_(dbapi_connection.driver_connection.execute("SELECT 1", timeout=timeout))
+            await_(driver.execute("SELECT 1", timeout=ping_timeout))
         except Exception as error:
             raise exc.DisconnectionError("connection failed its pre-ping") from error
 
 
-def _set_local_timeouts(engine: AsyncEngine, statement_timeout_ms: int) -> None:
+def _local_timeouts_sql(statement_timeout_ms: int) -> str:
     # One statement (asyncpg prepares every statement, and a prepared statement cannot hold
     # two commands); set_config(..., true) is SET LOCAL: it ends with the transaction, so it
     # never leaks to the next client PgBouncer hands the server connection to.
-    sql = (
+    return (
         f"SELECT set_config('statement_timeout', '{int(statement_timeout_ms)}', true), "
         "set_config('idle_in_transaction_session_timeout', "
         f"'{IDLE_IN_TRANSACTION_TIMEOUT_MS}', true)"
     )
+
+
+def _set_local_timeouts(engine: AsyncEngine, statement_timeout_ms: int) -> None:
+    sql = _local_timeouts_sql(statement_timeout_ms)
 
     @event.listens_for(engine.sync_engine, "begin")
     def _apply(connection: Any) -> None:
@@ -136,16 +169,19 @@ class Database:
     # For safe (read-only) requests: no BEGIN/COMMIT round trips. Under PostgreSQL's READ
     # COMMITTED each statement sees its own snapshot anyway, so a read loses nothing.
     read_sessionmaker: async_sessionmaker[AsyncSession]
+    # Behind PgBouncer, what each driver-level statement's transaction starts with.
+    local_timeouts_sql: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
         target = settings.database
         engine = create_engine(settings, target)
+        pgbouncer = _behind_pgbouncer(settings, target)
         sessionmaker = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
         read_sessionmaker = (
             # Behind PgBouncer the statement timeout is SET LOCAL per transaction: keep one.
             sessionmaker
-            if _behind_pgbouncer(settings, target)
+            if pgbouncer
             else async_sessionmaker(
                 engine.execution_options(isolation_level="AUTOCOMMIT"),
                 expire_on_commit=False,
@@ -157,7 +193,43 @@ class Database:
             sessionmaker=sessionmaker,
             target=target,
             read_sessionmaker=read_sessionmaker,
+            local_timeouts_sql=(
+                _local_timeouts_sql(int(settings.db_statement_timeout_seconds * 1000))
+                if pgbouncer
+                else None
+            ),
         )
+
+    @asynccontextmanager
+    async def driver_connection(self) -> AsyncIterator[DriverConnection]:
+        """A connection from the engine's pool as the asyncpg driver sees it, for the hot
+        paths' hand-written statements (no ORM, no SQLAlchemy execution layer: together they
+        cost more than the rest of a request).
+
+        No transaction is open, so each statement commits on its own before it returns: a
+        caller that runs one statement per operation has its unit of work done when the
+        statement is. Behind PgBouncer the block is one transaction that starts by setting the
+        timeouts locally, as every session transaction does there. The connection goes back to
+        the pool when the block ends (discarded if the driver closed it).
+        """
+        try:
+            pooled = await self.engine.raw_connection()
+        except self.engine.dialect.loaded_dbapi.Error as error:
+            # SQLAlchemy's adapter wraps connect failures; translate_database_error reads
+            # the driver's own error.
+            raise (error.__cause__ or error) from None
+        connection: DriverConnection = pooled.driver_connection  # type: ignore[assignment]
+        try:
+            if self.local_timeouts_sql is None:
+                yield connection
+            else:
+                async with connection.transaction():
+                    await connection.execute(self.local_timeouts_sql)
+                    yield connection
+        finally:
+            if connection.is_closed():
+                await greenlet_spawn(pooled.invalidate)
+            await greenlet_spawn(pooled.close)
 
     async def ping(self) -> float:
         """Round-trip ``SELECT 1``; returns the latency in milliseconds."""
@@ -216,9 +288,12 @@ def _describe_cause(exc: BaseException) -> str:
     return name
 
 
-def get_database(request: Request) -> Database:
+async def get_database(request: Request) -> Database:
     database: Database = request.state.database
     return database
+
+
+DatabaseDep = Annotated[Database, Depends(get_database)]
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -228,7 +303,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     failed commit becomes an error response, never a 2xx for a write that did not happen.
     Repositories only flush. Safe methods (GET, HEAD, OPTIONS) read without a transaction.
     """
-    database = get_database(request)
+    database: Database = request.state.database
     factory = (
         database.read_sessionmaker if request.method in SAFE_METHODS else database.sessionmaker
     )

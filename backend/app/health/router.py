@@ -6,12 +6,12 @@ import asyncio
 from typing import Literal
 
 import structlog
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from app import __version__
-from app.core.db import get_database
+from app.core.db import Database, DatabaseDep
 from app.core.errors import RETRY_AFTER_SECONDS
 
 router = APIRouter(tags=["health"])
@@ -45,12 +45,12 @@ class NotReady(BaseModel):
 _abandoned_probes: set[asyncio.Task[float]] = set()
 
 
-async def _round_trip(request: Request, budget_seconds: float) -> float | None:
+async def _round_trip(database: Database, budget_seconds: float) -> float | None:
     # The ping runs in its own task and the probe waits for it through a shield: when the budget
     # runs out the answer goes out at once, while the cancelled ping finishes in the background.
     # Awaiting the cancellation would not do: SQLAlchemy then closes the dead connection
     # gracefully, which on a black-holed host waits up to 2 s more.
-    ping = asyncio.create_task(get_database(request).ping())
+    ping = asyncio.create_task(database.ping())
     try:
         async with asyncio.timeout(budget_seconds):
             return await asyncio.shield(ping)
@@ -71,9 +71,9 @@ def _forget_probe(ping: asyncio.Task[float]) -> None:
 
 
 @router.get("/health")
-async def liveness(request: Request) -> Liveness:
+async def liveness(database: DatabaseDep) -> Liveness:
     """The process is up. Never fails because the database is down; reports it instead."""
-    latency = await _round_trip(request, LIVENESS_DB_TIMEOUT_SECONDS)
+    latency = await _round_trip(database, LIVENESS_DB_TIMEOUT_SECONDS)
     return Liveness(
         status="ok",
         version=__version__,
@@ -86,10 +86,10 @@ async def liveness(request: Request) -> Liveness:
     response_model=Readiness,
     responses={503: {"model": NotReady, "description": "The database did not answer"}},
 )
-async def readiness(request: Request) -> Readiness | JSONResponse:
+async def readiness(database: DatabaseDep) -> Readiness | JSONResponse:
     """Ready to serve: a query round-trips to the database within the probe's budget."""
-    database_name = get_database(request).target.database
-    latency = await _round_trip(request, READINESS_TIMEOUT_SECONDS)
+    database_name = database.target.database
+    latency = await _round_trip(database, READINESS_TIMEOUT_SECONDS)
     if latency is None:
         body = NotReady(
             status="unavailable",

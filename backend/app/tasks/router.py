@@ -1,26 +1,24 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from typing import Annotated
 
 import structlog
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from app.auth.deps import PathOwnerId
-from app.core.db import SessionDep
+from app.core.db import DatabaseDep
 from app.core.errors import error_responses
-from app.tasks.models import Task
 from app.tasks.pagination import CURSOR_PATTERN, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Cursor
 from app.tasks.repository import TaskRepository
-from app.tasks.schemas import TaskCreate, TaskPatch, TaskRead, TaskUpdate
+from app.tasks.schemas import TaskCreate, TaskPatch, TaskRead, TaskUpdate, task_json, tasks_json
 
 logger = structlog.get_logger("app.tasks")
 
 
-async def get_task_repository(session: SessionDep, owner_id: PathOwnerId) -> TaskRepository:
+async def get_task_repository(database: DatabaseDep, owner_id: PathOwnerId) -> TaskRepository:
     """The only way routes get a repository: already scoped to the authenticated path owner."""
-    return TaskRepository(session, owner_id)
+    return TaskRepository(database, owner_id)
 
 
 TaskRepoDep = Annotated[TaskRepository, Depends(get_task_repository)]
@@ -32,6 +30,13 @@ router = APIRouter(
 )
 NOT_FOUND = error_responses(404)
 WRITE_NOT_FOUND = error_responses(404, 413)
+
+
+class TaskJSONResponse(Response):
+    """Bytes already serialised from the rows (tasks/schemas.py); `response_model` on each
+    route documents them."""
+
+    media_type = "application/json"
 
 
 @router.get(
@@ -47,7 +52,6 @@ WRITE_NOT_FOUND = error_responses(404, 413)
 )
 async def list_tasks(
     request: Request,
-    response: Response,
     tasks: TaskRepoDep,
     completed: Annotated[bool | None, Query(description="Only completed or open tasks")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
@@ -55,17 +59,18 @@ async def list_tasks(
         str | None,
         Query(pattern=CURSOR_PATTERN, description="From the previous page's Link header"),
     ] = None,
-) -> Sequence[Task]:
+) -> TaskJSONResponse:
     after = Cursor.decode(cursor) if cursor is not None else None
     page = await tasks.list(limit=limit + 1, completed=completed, after=after)
+    headers = {}
     if len(page) > limit:
         page = page[:limit]
         last = page[-1]
         next_url = request.url.include_query_params(
-            cursor=Cursor(created_at=last.created_at, id=last.id).encode()
+            cursor=Cursor(created_at=last["created_at"], id=last["id"]).encode()
         )
-        response.headers["Link"] = f'<{next_url}>; rel="next"'
-    return page
+        headers["Link"] = f'<{next_url}>; rel="next"'
+    return TaskJSONResponse(tasks_json(page), headers=headers)
 
 
 @router.post(
@@ -77,48 +82,52 @@ async def list_tasks(
         **error_responses(413),
     },
 )
-async def create_task(
-    body: TaskCreate, request: Request, response: Response, tasks: TaskRepoDep
-) -> Task:
+async def create_task(body: TaskCreate, request: Request, tasks: TaskRepoDep) -> TaskJSONResponse:
     task = await tasks.create(title=body.title, description=body.description)
-    response.headers["Location"] = str(
-        request.url_for("get_task", user_id=str(task.user_id), task_id=str(task.id))
+    task_id = str(task["id"])
+    logger.info("task_created", user_id=str(tasks.owner_id), task_id=task_id)
+    location = request.url_for("get_task", user_id=str(tasks.owner_id), task_id=task_id)
+    return TaskJSONResponse(
+        task_json(task), status_code=status.HTTP_201_CREATED, headers={"Location": str(location)}
     )
-    logger.info("task_created", user_id=str(tasks.owner_id), task_id=str(task.id))
-    return task
 
 
 @router.get("/{task_id}", response_model=TaskRead, responses=NOT_FOUND)
-async def get_task(task_id: uuid.UUID, tasks: TaskRepoDep) -> Task:
-    return await tasks.get(task_id)
+async def get_task(task_id: uuid.UUID, tasks: TaskRepoDep) -> TaskJSONResponse:
+    return TaskJSONResponse(task_json(await tasks.get(task_id)))
 
 
 @router.put("/{task_id}", response_model=TaskRead, responses=WRITE_NOT_FOUND)
-async def replace_task(task_id: uuid.UUID, body: TaskUpdate, tasks: TaskRepoDep) -> Task:
+async def replace_task(
+    task_id: uuid.UUID, body: TaskUpdate, tasks: TaskRepoDep
+) -> TaskJSONResponse:
     """Replace title (and description if given); ``completed`` is left as it is."""
     task = await tasks.update(task_id, **body.model_dump(exclude_unset=True))
-    logger.info("task_updated", user_id=str(tasks.owner_id), task_id=str(task.id))
-    return task
+    logger.info("task_updated", user_id=str(tasks.owner_id), task_id=str(task_id))
+    return TaskJSONResponse(task_json(task))
 
 
 @router.patch("/{task_id}", response_model=TaskRead, responses=WRITE_NOT_FOUND)
-async def patch_task(task_id: uuid.UUID, body: TaskPatch, tasks: TaskRepoDep) -> Task:
+async def patch_task(task_id: uuid.UUID, body: TaskPatch, tasks: TaskRepoDep) -> TaskJSONResponse:
     """Change only the fields sent."""
     changes = body.model_dump(exclude_unset=True)
     task = await tasks.update(task_id, **changes)
     if changes:  # an empty PATCH changes (and logs) nothing
-        logger.info("task_updated", user_id=str(tasks.owner_id), task_id=str(task.id))
-    return task
+        logger.info("task_updated", user_id=str(tasks.owner_id), task_id=str(task_id))
+    return TaskJSONResponse(task_json(task))
 
 
 @router.patch("/{task_id}/complete", response_model=TaskRead, responses=NOT_FOUND)
-async def toggle_task(task_id: uuid.UUID, tasks: TaskRepoDep) -> Task:
+async def toggle_task(task_id: uuid.UUID, tasks: TaskRepoDep) -> TaskJSONResponse:
     """Flip ``completed`` (atomically, in one statement)."""
     task = await tasks.toggle(task_id)
     logger.info(
-        "task_toggled", user_id=str(tasks.owner_id), task_id=str(task.id), completed=task.completed
+        "task_toggled",
+        user_id=str(tasks.owner_id),
+        task_id=str(task_id),
+        completed=task["completed"],
     )
-    return task
+    return TaskJSONResponse(task_json(task))
 
 
 @router.delete("/{task_id}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND)

@@ -8,12 +8,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.core.db import Database
 from app.tasks.errors import TaskNotFoundError
-from app.tasks.models import Task
 from app.tasks.pagination import Cursor
-from app.tasks.repository import TaskRepository
+from app.tasks.repository import TaskRepository, TaskRow
 from tests.conftest import Account
 from tests.tasks.conftest import task_count, task_row
 
@@ -36,7 +37,7 @@ WRITES: list[Any] = [
 
 
 def _ids(tasks: Any) -> list[uuid.UUID]:
-    return [task.id for task in tasks]
+    return [task["id"] for task in tasks]
 
 
 @pytest.fixture
@@ -50,49 +51,46 @@ def stranger_id(other_account: Account) -> uuid.UUID:
 
 
 @pytest.fixture
-def mine(db_session: AsyncSession, owner_id: uuid.UUID) -> TaskRepository:
-    return TaskRepository(db_session, owner_id)
+def mine(database: Database, owner_id: uuid.UUID, clean_database: None) -> TaskRepository:
+    return TaskRepository(database, owner_id)
 
 
 @pytest.fixture
-def theirs(db_session: AsyncSession, stranger_id: uuid.UUID) -> TaskRepository:
-    return TaskRepository(db_session, stranger_id)
+def theirs(database: Database, stranger_id: uuid.UUID, clean_database: None) -> TaskRepository:
+    return TaskRepository(database, stranger_id)
 
 
 @pytest.fixture
-async def my_task(db_session: AsyncSession, mine: TaskRepository) -> Task:
-    task = await mine.create(title="mine", description="private")
-    await db_session.commit()
-    return task
+async def my_task(mine: TaskRepository) -> TaskRow:
+    return await mine.create(title="mine", description="private")
 
 
 # --- scoped to the owner --------------------------------------------------------------------
 
 
 async def test_create_stamps_the_repositorys_owner(
-    db_session: AsyncSession, mine: TaskRepository, owner_id: uuid.UUID, engine: AsyncEngine
+    mine: TaskRepository, owner_id: uuid.UUID, engine: AsyncEngine
 ) -> None:
     task = await mine.create(title="Buy milk", description="Two litres")
-    await db_session.commit()
 
-    assert task.user_id == owner_id
-    assert (task.title, task.description, task.completed, task.completed_at) == (
+    assert task["user_id"] == owner_id
+    assert (task["title"], task["description"], task["completed"], task["completed_at"]) == (
         "Buy milk",
         "Two litres",
         False,
         None,
     )
-    row = await task_row(engine, task.id)
+    row = await task_row(engine, task["id"])
     assert row is not None
     assert row["user_id"] == owner_id
-    assert row["created_at"] == task.created_at == task.updated_at
+    assert row["created_at"] == task["created_at"] == task["updated_at"]
 
 
 async def test_get_of_another_owners_task_is_not_found(
-    db_session: AsyncSession, theirs: TaskRepository, my_task: Task
+    theirs: TaskRepository, my_task: TaskRow
 ) -> None:
     with pytest.raises(TaskNotFoundError):
-        await theirs.get(my_task.id)
+        await theirs.get(my_task["id"])
 
 
 async def test_get_of_a_missing_task_is_not_found(mine: TaskRepository) -> None:
@@ -101,20 +99,19 @@ async def test_get_of_a_missing_task_is_not_found(mine: TaskRepository) -> None:
 
 
 async def test_list_never_contains_another_owners_tasks(
-    db_session: AsyncSession, mine: TaskRepository, theirs: TaskRepository, my_task: Task
+    mine: TaskRepository, theirs: TaskRepository, my_task: TaskRow
 ) -> None:
     their_task = await theirs.create(title="theirs")
-    await db_session.commit()
 
-    assert _ids(await theirs.list(limit=10)) == [their_task.id]
-    assert _ids(await theirs.list(limit=10, completed=False)) == [their_task.id]
-    assert _ids(await mine.list(limit=10)) == [my_task.id]
+    assert _ids(await theirs.list(limit=10)) == [their_task["id"]]
+    assert _ids(await theirs.list(limit=10, completed=False)) == [their_task["id"]]
+    assert _ids(await mine.list(limit=10)) == [my_task["id"]]
 
 
 async def test_list_with_a_cursor_from_another_owners_task_stays_scoped(
-    db_session: AsyncSession, theirs: TaskRepository, my_task: Task
+    theirs: TaskRepository, my_task: TaskRow
 ) -> None:
-    cursor = Cursor(created_at=my_task.created_at, id=my_task.id)
+    cursor = Cursor(created_at=my_task["created_at"], id=my_task["id"])
     later = datetime(2100, 1, 1, tzinfo=UTC)
 
     assert await theirs.list(limit=10, after=cursor) == []
@@ -123,172 +120,161 @@ async def test_list_with_a_cursor_from_another_owners_task_stays_scoped(
 
 @pytest.mark.parametrize("write", WRITES)
 async def test_another_owner_cannot_change_the_task(
-    db_session: AsyncSession,
     theirs: TaskRepository,
-    my_task: Task,
+    my_task: TaskRow,
     engine: AsyncEngine,
     write: Write,
 ) -> None:
-    before = await task_row(engine, my_task.id)
+    before = await task_row(engine, my_task["id"])
 
     with pytest.raises(TaskNotFoundError):
-        await write(theirs, my_task.id)
-    await db_session.commit()  # anything the call did would now be visible
+        await write(theirs, my_task["id"])
 
-    assert await task_row(engine, my_task.id) == before
+    assert await task_row(engine, my_task["id"]) == before
 
 
 @pytest.mark.parametrize("write", WRITES)
 async def test_changing_a_missing_task_is_not_found(
-    db_session: AsyncSession, mine: TaskRepository, my_task: Task, engine: AsyncEngine, write: Write
+    mine: TaskRepository, my_task: TaskRow, engine: AsyncEngine, write: Write
 ) -> None:
-    before = await task_row(engine, my_task.id)
+    before = await task_row(engine, my_task["id"])
 
     with pytest.raises(TaskNotFoundError):
         await write(mine, uuid.uuid4())
-    await db_session.commit()
 
-    assert await task_row(engine, my_task.id) == before
+    assert await task_row(engine, my_task["id"]) == before
     assert await task_count(engine) == 1
 
 
 async def test_update_with_no_changes_of_another_owners_task_is_not_found(
-    theirs: TaskRepository, my_task: Task
+    theirs: TaskRepository, my_task: TaskRow
 ) -> None:
     with pytest.raises(TaskNotFoundError):
-        await theirs.update(my_task.id)
+        await theirs.update(my_task["id"])
 
 
 @pytest.mark.parametrize("field", ["user_id", "id", "created_at", "updated_at", "completed_at"])
 async def test_update_refuses_fields_other_than_title_description_completed(
-    db_session: AsyncSession, mine: TaskRepository, my_task: Task, engine: AsyncEngine, field: str
+    mine: TaskRepository, my_task: TaskRow, engine: AsyncEngine, field: str
 ) -> None:
-    before = await task_row(engine, my_task.id)
+    before = await task_row(engine, my_task["id"])
 
     with pytest.raises(TypeError, match=field):
-        await mine.update(my_task.id, **{field: None})
-    await db_session.commit()
+        await mine.update(my_task["id"], **{field: None})
 
-    assert await task_row(engine, my_task.id) == before
+    assert await task_row(engine, my_task["id"]) == before
 
 
 # --- the owner's own tasks ------------------------------------------------------------------
 
 
-async def test_get_returns_the_owners_task(mine: TaskRepository, my_task: Task) -> None:
-    task = await mine.get(my_task.id)
+async def test_get_returns_the_owners_task(mine: TaskRepository, my_task: TaskRow) -> None:
+    task = await mine.get(my_task["id"])
 
-    assert (task.id, task.title, task.description) == (my_task.id, "mine", "private")
+    assert (task["id"], task["title"], task["description"]) == (my_task["id"], "mine", "private")
 
 
-async def test_list_is_newest_first_and_filters_on_completed(
-    db_session: AsyncSession, mine: TaskRepository
-) -> None:
+async def test_list_is_newest_first_and_filters_on_completed(mine: TaskRepository) -> None:
     first = await mine.create(title="first")
-    await db_session.commit()
     second = await mine.create(title="second")
-    await db_session.commit()
-    await mine.toggle(first.id)
-    await db_session.commit()
+    await mine.toggle(first["id"])
 
-    assert _ids(await mine.list(limit=10)) == [second.id, first.id]
-    assert _ids(await mine.list(limit=10, completed=True)) == [first.id]
-    assert _ids(await mine.list(limit=10, completed=False)) == [second.id]
-    assert _ids(await mine.list(limit=1)) == [second.id]
-    after_second = Cursor(created_at=second.created_at, id=second.id)
-    assert _ids(await mine.list(limit=10, after=after_second)) == [first.id]
+    assert _ids(await mine.list(limit=10)) == [second["id"], first["id"]]
+    assert _ids(await mine.list(limit=10, completed=True)) == [first["id"]]
+    assert _ids(await mine.list(limit=10, completed=False)) == [second["id"]]
+    assert _ids(await mine.list(limit=1)) == [second["id"]]
+    after_second = Cursor(created_at=second["created_at"], id=second["id"])
+    assert _ids(await mine.list(limit=10, after=after_second)) == [first["id"]]
 
 
 async def test_list_breaks_created_at_ties_by_id_descending(
-    db_session: AsyncSession, mine: TaskRepository
+    mine: TaskRepository, owner_id: uuid.UUID, engine: AsyncEngine
 ) -> None:
-    # One transaction: now() is the same for all three, so only the id orders them.
-    created = [await mine.create(title=f"t{i}") for i in range(3)]
-    await db_session.commit()
-    assert len({task.created_at for task in created}) == 1
-    by_id_desc = sorted(_ids(created), reverse=True)
+    # One statement: now() is the same for all three rows, so only the id orders them.
+    async with engine.begin() as connection:
+        await connection.execute(
+            text(
+                "INSERT INTO tasks (user_id, title) "
+                "SELECT :owner, 't' || n FROM generate_series(1, 3) AS n"
+            ),
+            {"owner": owner_id},
+        )
+    listed = await mine.list(limit=10)
+    assert len({task["created_at"] for task in listed}) == 1
+    by_id_desc = sorted(_ids(listed), reverse=True)
 
-    assert _ids(await mine.list(limit=10)) == by_id_desc
-    after_first = Cursor(created_at=created[0].created_at, id=by_id_desc[0])
+    assert _ids(listed) == by_id_desc
+    after_first = Cursor(created_at=listed[0]["created_at"], id=by_id_desc[0])
     assert _ids(await mine.list(limit=10, after=after_first)) == by_id_desc[1:]
 
 
-async def test_update_returns_the_fresh_row_and_refreshes_loaded_copies(
-    db_session: AsyncSession, mine: TaskRepository, my_task: Task, engine: AsyncEngine
+async def test_update_returns_the_fresh_row(
+    mine: TaskRepository, my_task: TaskRow, engine: AsyncEngine
 ) -> None:
-    loaded = await mine.get(my_task.id)
-    updated_before = loaded.updated_at
+    loaded = await mine.get(my_task["id"])
+    updated_before = loaded["updated_at"]
 
-    updated = await mine.update(my_task.id, title="renamed", description=None)
-    await db_session.commit()
+    updated = await mine.update(my_task["id"], title="renamed", description=None)
 
-    assert (updated.title, updated.description) == ("renamed", None)
-    assert (loaded.title, loaded.description) == ("renamed", None)
-    assert updated.updated_at > updated_before
-    row = await task_row(engine, my_task.id)
+    assert (updated["title"], updated["description"]) == ("renamed", None)
+    assert updated["updated_at"] > updated_before
+    row = await task_row(engine, my_task["id"])
     assert row is not None
     assert (row["title"], row["description"], row["updated_at"]) == (
         "renamed",
         None,
-        updated.updated_at,
+        updated["updated_at"],
     )
 
 
 async def test_set_completed_twice_keeps_the_first_completion_time(
-    db_session: AsyncSession, mine: TaskRepository, my_task: Task, engine: AsyncEngine
+    mine: TaskRepository, my_task: TaskRow, engine: AsyncEngine
 ) -> None:
-    first = await mine.set_completed(my_task.id, True)
-    await db_session.commit()
-    completed_at, updated_at = first.completed_at, first.updated_at
+    first = await mine.set_completed(my_task["id"], True)
+    completed_at, updated_at = first["completed_at"], first["updated_at"]
 
-    second = await mine.set_completed(my_task.id, True)
-    await db_session.commit()
+    second = await mine.set_completed(my_task["id"], True)
 
-    assert second.completed is True
+    assert second["completed"] is True
     assert completed_at is not None
-    assert (second.completed_at, second.updated_at) == (completed_at, updated_at)
-    row = await task_row(engine, my_task.id)
+    assert (second["completed_at"], second["updated_at"]) == (completed_at, updated_at)
+    row = await task_row(engine, my_task["id"])
     assert row is not None
     assert (row["completed_at"], row["updated_at"]) == (completed_at, updated_at)
 
 
 async def test_set_completed_false_clears_completed_at(
-    db_session: AsyncSession, mine: TaskRepository, my_task: Task, engine: AsyncEngine
+    mine: TaskRepository, my_task: TaskRow, engine: AsyncEngine
 ) -> None:
-    await mine.set_completed(my_task.id, True)
-    await db_session.commit()
+    await mine.set_completed(my_task["id"], True)
 
-    reopened = await mine.set_completed(my_task.id, False)
-    await db_session.commit()
+    reopened = await mine.set_completed(my_task["id"], False)
 
-    assert (reopened.completed, reopened.completed_at) == (False, None)
-    row = await task_row(engine, my_task.id)
+    assert (reopened["completed"], reopened["completed_at"]) == (False, None)
+    row = await task_row(engine, my_task["id"])
     assert row is not None
     assert (row["completed"], row["completed_at"]) == (False, None)
 
 
 async def test_toggle_flips_completed_and_completed_at(
-    db_session: AsyncSession, mine: TaskRepository, my_task: Task, engine: AsyncEngine
+    mine: TaskRepository, my_task: TaskRow, engine: AsyncEngine
 ) -> None:
-    done = await mine.toggle(my_task.id)
-    await db_session.commit()
-    assert (done.completed, done.completed_at is not None) == (True, True)
+    done = await mine.toggle(my_task["id"])
+    assert (done["completed"], done["completed_at"] is not None) == (True, True)
 
-    reopened = await mine.toggle(my_task.id)
-    await db_session.commit()
+    reopened = await mine.toggle(my_task["id"])
 
-    assert (reopened.completed, reopened.completed_at) == (False, None)
-    row = await task_row(engine, my_task.id)
+    assert (reopened["completed"], reopened["completed_at"]) == (False, None)
+    row = await task_row(engine, my_task["id"])
     assert row is not None
     assert (row["completed"], row["completed_at"]) == (False, None)
 
 
 async def test_delete_removes_the_owners_task(
-    db_session: AsyncSession, mine: TaskRepository, my_task: Task, engine: AsyncEngine
+    mine: TaskRepository, my_task: TaskRow, engine: AsyncEngine
 ) -> None:
-    await mine.delete(my_task.id)
-    await db_session.commit()
+    await mine.delete(my_task["id"])
 
-    assert await task_row(engine, my_task.id) is None
+    assert await task_row(engine, my_task["id"]) is None
     with pytest.raises(TaskNotFoundError):
-        await mine.delete(my_task.id)
+        await mine.delete(my_task["id"])
