@@ -7,11 +7,11 @@ driver messages go to the log only.
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+import asyncpg
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -166,29 +166,36 @@ def translate_database_error(exc: BaseException) -> AppError | None:
     """Map a driver/pool failure to the error a client should see, or None if it is not one.
 
     Connection-level failures (refused, reset, timed out, pool exhausted, server shutting down)
-    mean "try again"; they are never a 500.
+    mean "try again"; they are never a 500. Takes SQLAlchemy's wrapped errors (session routes)
+    and asyncpg's own (the hot path's driver-level statements) alike.
     """
     if isinstance(exc, sa_exc.TimeoutError):  # pool checkout timed out
         return DatabaseUnavailableError("The database is busy; retry shortly")
     if isinstance(exc, sa_exc.DBAPIError):
-        sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(
-            getattr(exc.orig, "__cause__", None), "sqlstate", None
-        )
-        if sqlstate == "57014" or isinstance(exc.orig, asyncio.TimeoutError):  # query_canceled
-            return DatabaseTimeoutError()
-        if exc.connection_invalidated or isinstance(
-            exc, sa_exc.OperationalError | sa_exc.InterfaceError
+        # The adapter's error (orig) wraps asyncpg's own, which carries the SQLSTATE.
+        orig = exc.orig
+        translated = _translate_driver_error((orig.__cause__ or orig) if orig else exc)
+        if translated is None and (
+            exc.connection_invalidated
+            or isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError)
         ):
             return DatabaseUnavailableError()
-        if sqlstate and sqlstate[:2] in ("08", "53", "57"):  # connection, resources, shutdown
-            return DatabaseUnavailableError()
-        return None
+        return translated
+    return _translate_driver_error(exc)
+
+
+def _translate_driver_error(exc: BaseException) -> AppError | None:
+    sqlstate = getattr(exc, "sqlstate", None)
+    if sqlstate == "57014" or isinstance(exc, TimeoutError):  # query_canceled; 3.11+ asyncio's
+        return DatabaseTimeoutError()
+    if isinstance(exc, asyncpg.InterfaceError):  # e.g. "connection is closed"
+        return DatabaseUnavailableError()
+    if sqlstate and sqlstate[:2] in ("08", "53", "57"):  # connection, resources, shutdown
+        return DatabaseUnavailableError()
     if isinstance(exc, ssl.SSLCertVerificationError):
         # The server's certificate (or its name) is not trusted: configuration, not an
         # outage. Retrying will not fix it, so it must not hide behind "retry shortly".
         return None
-    if isinstance(exc, TimeoutError):  # includes asyncio.TimeoutError (3.11+)
-        return DatabaseTimeoutError()
     if isinstance(exc, OSError):  # ConnectionRefusedError, socket.gaierror, ... on connect
         return DatabaseUnavailableError()
     return None
@@ -269,6 +276,12 @@ def register_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _handle_app_error)
     app.add_exception_handler(StarletteHTTPException, _handle_http_exception)
     app.add_exception_handler(RequestValidationError, _handle_validation_error)
-    for database_error in (sa_exc.DBAPIError, sa_exc.TimeoutError, OSError):
+    for database_error in (
+        sa_exc.DBAPIError,
+        sa_exc.TimeoutError,
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        OSError,
+    ):
         app.add_exception_handler(database_error, _handle_database_error)
     app.add_exception_handler(Exception, _handle_unexpected)

@@ -155,15 +155,48 @@ async def test_the_token_of_a_deleted_user_is_401_invalid_token(
     assert_unauthorized(response, "invalid_token")
 
 
-async def test_the_token_of_a_deleted_user_is_401_on_the_task_routes_too(
-    client: httpx.AsyncClient, logged_in: Account, engine: AsyncEngine
+# Every task route, with a task the user owned before the account went (its tasks went with
+# it: ON DELETE CASCADE), so each statement finds nothing and must tell 401 from 404.
+TASK_ROUTES_AFTER_DELETION = [
+    pytest.param("GET", "", None, id="list"),
+    pytest.param("POST", "", {"title": "after deletion"}, id="create"),
+    pytest.param("GET", "/{task}", None, id="get"),
+    pytest.param("PUT", "/{task}", {"title": "after deletion"}, id="put"),
+    pytest.param("PATCH", "/{task}", {"title": "after deletion"}, id="patch"),
+    pytest.param("PATCH", "/{task}", {}, id="patch-empty"),
+    pytest.param("PATCH", "/{task}/complete", None, id="toggle"),
+    pytest.param("DELETE", "/{task}", None, id="delete"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), TASK_ROUTES_AFTER_DELETION)
+async def test_the_token_of_a_deleted_user_is_401_on_every_task_route(
+    client: httpx.AsyncClient,
+    logged_in: Account,
+    engine: AsyncEngine,
+    method: str,
+    path: str,
+    body: dict[str, object] | None,
 ) -> None:
-    tasks_url = f"/api/{logged_in.id}/tasks"
-    assert (await client.get(tasks_url, headers=logged_in.headers)).status_code == 200
+    created = await client.post(logged_in.tasks_url, json={"title": "t"}, headers=logged_in.headers)
+    assert created.status_code == 201, created.text
     async with engine.begin() as connection:
         await connection.execute(text("DELETE FROM users WHERE id = :id"), {"id": logged_in.id})
 
-    response = await client.get(tasks_url, headers=logged_in.headers)
+    url = logged_in.tasks_url + path.format(task=created.json()["id"])
+    response = await client.request(method, url, json=body, headers=logged_in.headers)
+
+    assert_unauthorized(response, "invalid_token")
+    assert await count_rows(engine, "tasks") == 0
+
+
+async def test_a_deleted_users_token_is_401_not_403_in_another_namespace(
+    client: httpx.AsyncClient, logged_in: Account, engine: AsyncEngine
+) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(text("DELETE FROM users WHERE id = :id"), {"id": logged_in.id})
+
+    response = await client.get(f"/api/{uuid.uuid4()}/tasks", headers=logged_in.headers)
 
     assert_unauthorized(response, "invalid_token")
 

@@ -149,13 +149,18 @@ async def test_engine_defaults_to_the_documented_pool_and_server_timeouts(
 async def _reuse_after_backend_killed(
     database_url: str, killer_engine: AsyncEngine, **overrides: object
 ) -> tuple[int, int]:
-    """Check a connection out, kill its backend while it sits in the pool, check out again."""
+    """Check a connection out, kill its backend while it sits in the pool, wait until the
+    driver has seen its socket close, check out again."""
     engine = create_engine(make_settings(database_url, db_pool_size=1, **overrides))
     try:
         async with engine.connect() as connection:
             first_pid = await connection.scalar(text("SELECT pg_backend_pid()"))
+            driver = (await connection.get_raw_connection()).driver_connection
         async with killer_engine.connect() as killer:
             await killer.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first_pid})
+        async with asyncio.timeout(5):
+            while not driver.is_closed():  # noqa: ASYNC110  (the driver offers no event)
+                await asyncio.sleep(0.01)
         async with engine.connect() as connection:
             second_pid = await connection.scalar(text("SELECT pg_backend_pid()"))
     finally:
@@ -163,19 +168,50 @@ async def _reuse_after_backend_killed(
     return first_pid, second_pid
 
 
+@pytest.mark.parametrize(
+    "ping_after_idle",
+    [
+        pytest.param(0, id="pinged"),
+        # The connection was used a moment ago: no round trip, the local check must do it.
+        pytest.param(3600, id="checked-locally"),
+    ],
+)
 async def test_pre_ping_replaces_a_connection_that_died_in_the_pool(
-    database_url: str, engine: AsyncEngine
+    database_url: str, engine: AsyncEngine, ping_after_idle: float
 ) -> None:
-    first_pid, second_pid = await _reuse_after_backend_killed(database_url, engine)
+    first_pid, second_pid = await _reuse_after_backend_killed(
+        database_url, engine, db_pool_pre_ping_idle_seconds=ping_after_idle
+    )
     assert second_pid != first_pid
 
 
 async def test_without_pre_ping_a_dead_pooled_connection_reaches_the_caller(
     database_url: str, engine: AsyncEngine
 ) -> None:
-    # The control for the test above: it is the ping that saves the request.
+    # The control for the test above: it is the check that saves the request.
     with pytest.raises(DBAPIError):
         await _reuse_after_backend_killed(database_url, engine, db_pool_pre_ping=False)
+
+
+@pytest.mark.parametrize(("ping_after_idle", "pings"), [(3600, 0), (0, 5)])
+async def test_only_a_connection_idle_past_the_setting_is_pinged(
+    database_url: str, ping_after_idle: float, pings: int
+) -> None:
+    """The busy pool's checkout costs no round trip: the ping is for connections that sat."""
+    database = Database.from_settings(
+        make_settings(database_url, db_pool_size=1, db_pool_pre_ping_idle_seconds=ping_after_idle)
+    )
+    sent: list[str] = []
+    try:
+        async with database.driver_connection() as connection:
+            connection.add_query_logger(lambda record: sent.append(record.query))
+        for _ in range(5):
+            async with database.driver_connection() as connection:
+                await connection.fetchval("SELECT 2")
+    finally:
+        await database.dispose()
+    assert sent.count("SELECT 1") == pings
+    assert sent.count("SELECT 2") == 5
 
 
 async def test_statement_timeout_follows_the_setting(database_url: str) -> None:

@@ -1,0 +1,38 @@
+"""The task JSON the API sends is TaskRead's, byte for byte, though it skips TaskRead."""
+
+from __future__ import annotations
+
+import uuid
+
+from pydantic import TypeAdapter
+
+from app.core.db import Database
+from app.tasks.models import Task
+from app.tasks.repository import TASK_COLUMNS, TaskRepository
+from app.tasks.schemas import TaskRead, task_json, tasks_json
+from tests.conftest import Account
+
+
+def test_the_repository_selects_exactly_taskreads_fields_in_its_order() -> None:
+    columns = TASK_COLUMNS.split(", ")
+
+    assert columns == list(TaskRead.model_fields)
+    assert set(columns) == {column.name for column in Task.__table__.columns}
+
+
+async def test_rows_serialise_to_the_bytes_taskread_would_produce(
+    database: Database, account: Account, clean_database: None
+) -> None:
+    tasks = TaskRepository(database, uuid.UUID(account.id))
+    plain = await tasks.create(title="plain")
+    described = await tasks.create(title='é \u2028 "quoted" </script> \U0001f600', description="d")
+    done = await tasks.toggle(described["id"])
+    rows = await tasks.list(limit=10)
+    assert done["completed_at"] is not None
+    assert {row["id"] for row in rows} == {plain["id"], described["id"]}
+
+    as_taskread = TypeAdapter(list[TaskRead]).dump_json(
+        [TaskRead.model_validate(dict(row)) for row in rows]
+    )
+    assert tasks_json(rows) == as_taskread
+    assert task_json(done) == TaskRead.model_validate(dict(done)).model_dump_json().encode()
