@@ -64,9 +64,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.rate_limit_auth_per_address, settings.rate_limit_login_failures_per_account
     )
     register_error_handlers(app)
-    app.include_router(health_router)
-    app.include_router(auth_router)
+    # Routes are matched in order: the task routes, which take nearly all the traffic, first.
     app.include_router(tasks_router)
+    app.include_router(auth_router)
+    app.include_router(health_router)
     if metrics:
         app.state.metrics = metrics
         app.include_router(metrics_router)

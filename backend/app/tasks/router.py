@@ -7,7 +7,6 @@ import structlog
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from app.auth.deps import PathOwnerId
-from app.core.db import DatabaseDep
 from app.core.errors import error_responses
 from app.tasks.pagination import CURSOR_PATTERN, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Cursor
 from app.tasks.repository import TaskRepository
@@ -16,9 +15,9 @@ from app.tasks.schemas import TaskCreate, TaskPatch, TaskRead, TaskUpdate, task_
 logger = structlog.get_logger("app.tasks")
 
 
-async def get_task_repository(database: DatabaseDep, owner_id: PathOwnerId) -> TaskRepository:
+async def get_task_repository(request: Request, owner_id: PathOwnerId) -> TaskRepository:
     """The only way routes get a repository: already scoped to the authenticated path owner."""
-    return TaskRepository(database, owner_id)
+    return TaskRepository(request.state.database, owner_id)
 
 
 TaskRepoDep = Annotated[TaskRepository, Depends(get_task_repository)]

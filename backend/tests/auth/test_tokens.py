@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import timedelta
 
@@ -97,3 +98,43 @@ def test_the_codec_takes_secret_algorithm_lifetime_issuer_and_audience_from_sett
 
 def test_the_codec_never_shows_its_secret_in_a_repr() -> None:
     assert TEST_JWT_SECRET not in repr(codec())
+
+
+# --- the cache of verified tokens -------------------------------------------------------------
+
+
+def test_a_cached_token_is_refused_once_it_expires() -> None:
+    tokens = codec()
+    subject = uuid.uuid4()
+    expires_at = int(time.time()) + 2
+    token = craft_token(claims_for(subject, exp=expires_at))
+    assert tokens.subject_of(token) == subject  # verified, and now cached
+
+    time.sleep(max(0.0, expires_at - time.time()) + 0.05)
+
+    with pytest.raises(TokenError, match="ExpiredSignatureError"):
+        tokens.subject_of(token)
+
+
+def test_only_the_identical_token_hits_the_cache() -> None:
+    tokens = codec()
+    subject = uuid.uuid4()
+    token = craft_token(claims_for(subject))
+    assert tokens.subject_of(token) == subject
+    header, payload, signature = token.split(".")
+    flipped = signature[:-2] + ("A" if signature[-2] != "A" else "B") + signature[-1]
+
+    with pytest.raises(TokenError):
+        tokens.subject_of(f"{header}.{payload}.{flipped}")
+    with pytest.raises(TokenError):
+        codec(secret="another-secret-" + "z" * 40).subject_of(token)
+
+
+def test_the_cache_keeps_at_most_its_size_dropping_the_oldest() -> None:
+    tokens = codec(verified_cache_size=2)
+    issued = [craft_token(claims_for(uuid.uuid4())) for _ in range(3)]
+
+    for token in issued:
+        tokens.subject_of(token)
+
+    assert list(tokens._verified) == issued[1:]
