@@ -8,7 +8,8 @@ what the full stack (routing, JWT auth, validation, ORM, logging) costs over the
     python -m uvicorn bench.reference:app --loop uvloop --http httptools --no-access-log
 
 Reads DATABASE_URL (any form the service accepts) and sizes its pool like the service:
-``DB_POOL_SIZE`` connections kept, up to ``DB_POOL_SIZE + DB_MAX_OVERFLOW``. Everything else is
+``DB_POOL_SIZE`` connections kept, up to ``DB_POOL_SIZE + DB_MAX_OVERFLOW`` (the service's
+defaults when unset). Everything else is
 asyncpg's defaults (statement cache on; a reset query on each release, as in any asyncpg app).
 """
 
@@ -21,6 +22,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from app.core.config import Settings
 from app.core.database_url import parse_database_url
 
 COLUMNS = "id, user_id, title, description, completed, completed_at, created_at, updated_at"
@@ -46,8 +48,9 @@ _pool: asyncpg.Pool | None = None
 async def _create_pool() -> asyncpg.Pool:
     target = parse_database_url(os.environ["DATABASE_URL"])
     dsn = target.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    pool_size = int(os.environ.get("DB_POOL_SIZE", "5"))
-    overflow = int(os.environ.get("DB_MAX_OVERFLOW", "15"))
+    defaults = Settings.model_fields
+    pool_size = int(os.environ.get("DB_POOL_SIZE", str(defaults["db_pool_size"].default)))
+    overflow = int(os.environ.get("DB_MAX_OVERFLOW", str(defaults["db_max_overflow"].default)))
     kwargs: dict[str, Any] = {}
     ssl_argument = target.ssl_argument()
     if ssl_argument is not None:

@@ -46,7 +46,7 @@ def test_defaults_are_the_documented_ones(env: pytest.MonkeyPatch) -> None:
         settings.db_pool_recycle_seconds,
         settings.db_pool_timeout_seconds,
         settings.db_statement_timeout_seconds,
-    ) == (5, 15, True, 3600, 10.0, 10.0)
+    ) == (20, 0, True, 3600, 10.0, 10.0)
     assert (settings.log_level, settings.log_format) == ("INFO", "json")
     assert settings.cors_origins == []
     assert settings.jwt_secret is None

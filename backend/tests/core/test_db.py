@@ -127,8 +127,8 @@ async def test_engine_defaults_to_the_documented_pool_and_server_timeouts(
     engine = create_engine(make_settings(database_url))
     try:
         pool = engine.pool
-        assert pool.size() == 5  # type: ignore[attr-defined]
-        assert pool._max_overflow == 15  # type: ignore[attr-defined]
+        assert pool.size() == 20  # type: ignore[attr-defined]
+        assert pool._max_overflow == 0  # type: ignore[attr-defined]
         assert pool._recycle == 3600
         assert pool._timeout == 10  # type: ignore[attr-defined]
         async with engine.connect() as connection:

@@ -52,7 +52,7 @@ async def test_unmatched_paths_share_one_label(client: httpx.AsyncClient) -> Non
 async def test_pool_gauges_report_size_and_checked_out(client: httpx.AsyncClient) -> None:
     await client.get("/health/db")
     samples = _samples((await client.get("/metrics")).text)
-    assert samples[("db_pool_size", frozenset())] == 5
+    assert samples[("db_pool_size", frozenset())] == 20
     assert samples[("db_pool_checked_out", frozenset())] == 0
 
 
