@@ -26,18 +26,25 @@ _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 SECRET_KEYS = frozenset(
     {"password", "new_password", "token", "access_token", "authorization", "jwt_secret", "secret"}
 )
-# user:password@ in any URL-looking string.
+# user:password@ in any URL-looking string, or a bearer token: one pattern, so the string
+# values of every log line (most of which hold neither) are scanned once, not twice.
 # Bounded repeats: an unbounded scheme part made this quadratic on long paths (a cheap way to
 # stall the event loop with one long URL).
-_URL_PASSWORD = re.compile(
-    r"(?P<scheme>\b[a-z][a-z0-9+.-]{0,31}://[^:/@\s]{0,256}):[^@\s]{0,1024}@", re.IGNORECASE
+_SECRET = re.compile(
+    r"(?P<scheme>\b[a-z][a-z0-9+.-]{0,31}://[^:/@\s]{0,256}):[^@\s]{0,1024}@"
+    r"|(?P<bearer>bearer\s+)[A-Za-z0-9._~+/=-]+",
+    re.IGNORECASE,
 )
-_BEARER = re.compile(r"(bearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
 REDACTED = "[redacted]"
 
 
+def _redacted(match: re.Match[str]) -> str:
+    scheme = match["scheme"]
+    return f"{scheme}:{REDACTED}@" if scheme is not None else f"{match['bearer']}{REDACTED}"
+
+
 def redact_text(text: str) -> str:
-    return _BEARER.sub(rf"\1{REDACTED}", _URL_PASSWORD.sub(rf"\g<scheme>:{REDACTED}@", text))
+    return _SECRET.sub(_redacted, text)
 
 
 def redact_secrets(

@@ -4,9 +4,9 @@ import uuid
 from typing import Annotated
 
 import structlog
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 
-from app.auth.deps import PathOwnerId
+from app.auth.deps import TokenSubject, require_path_owner
 from app.core.errors import error_responses
 from app.tasks.pagination import CURSOR_PATTERN, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Cursor
 from app.tasks.repository import TaskRepository
@@ -15,9 +15,15 @@ from app.tasks.schemas import TaskCreate, TaskPatch, TaskRead, TaskUpdate, task_
 logger = structlog.get_logger("app.tasks")
 
 
-async def get_task_repository(request: Request, owner_id: PathOwnerId) -> TaskRepository:
-    """The only way routes get a repository: already scoped to the authenticated path owner."""
-    return TaskRepository(request.state.database, owner_id)
+async def get_task_repository(
+    request: Request,
+    user_id: Annotated[uuid.UUID, Path(description="Must be the authenticated user's id")],
+    subject: TokenSubject,
+) -> TaskRepository:
+    """The only way routes get a repository: scoped to the path's owner, who must be the
+    caller."""
+    await require_path_owner(request, user_id, subject)
+    return TaskRepository(request.state.database, user_id)
 
 
 TaskRepoDep = Annotated[TaskRepository, Depends(get_task_repository)]
