@@ -100,6 +100,13 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
             renderer,
         ],
     )
+    # Nothing in our lines comes from a record's caller location, thread or process fields:
+    # skip looking them up for every record (the logging HOWTO's "Optimization" switches; the
+    # caller lookup walks the stack, through structlog's frames too).
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(formatter)
     root = logging.getLogger()

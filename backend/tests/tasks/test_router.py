@@ -125,6 +125,18 @@ async def test_location_of_a_created_task_serves_it(
     assert fetched.json() == created.json()
 
 
+async def test_location_leaves_out_a_query_string_sent_with_the_post(
+    client: httpx.AsyncClient, account: Account
+) -> None:
+    response = await client.post(
+        account.tasks_url, params={"via": "form"}, json={"title": "a"}, headers=account.headers
+    )
+
+    assert response.status_code == 201, response.text
+    location = f"http://testserver{account.tasks_url}/{response.json()['id']}"
+    assert response.headers["location"] == location
+
+
 async def test_create_without_description_stores_null(
     client: httpx.AsyncClient, account: Account, engine: AsyncEngine
 ) -> None:
