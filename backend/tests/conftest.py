@@ -11,12 +11,14 @@ are emptied after each test that used the database.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 import httpx
@@ -138,6 +140,25 @@ async def client(app: FastAPI, clean_database: None) -> AsyncIterator[httpx.Asyn
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         yield http
+
+
+class LogOutput:
+    """What the process wrote to stdout since the fixture started, as text and as records."""
+
+    def __init__(self, capsys: pytest.CaptureFixture[str]) -> None:
+        self._capsys = capsys
+        self._text = ""
+
+    @property
+    def text(self) -> str:
+        self._text += self._capsys.readouterr().out
+        return self._text
+
+    def records(self, **match: object) -> list[dict[str, Any]]:
+        """Every line parsed as JSON (a line that is not JSON fails the test), filtered on
+        the given key/value pairs."""
+        parsed = [json.loads(line) for line in self.text.splitlines() if line.strip()]
+        return [r for r in parsed if all(r.get(k) == v for k, v in match.items())]
 
 
 @dataclass(frozen=True)

@@ -4,26 +4,22 @@
 from __future__ import annotations
 
 import functools
-import io
-import logging
 import secrets
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import jwt
-import orjson
 import pytest
-import structlog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core import security
 from app.core.logging import configure_logging
-from tests.conftest import PASSWORD, TEST_JWT_SECRET, Account
+from tests.conftest import PASSWORD, TEST_JWT_SECRET, Account, LogOutput
 
 ME_URL = "/api/auth/me"
 SIGNUP_URL = "/api/auth/signup"
@@ -130,43 +126,18 @@ async def count_rows(engine: AsyncEngine, table: str) -> int:
     return count
 
 
-class LogCapture:
-    """The lines the app wrote, rendered by its own formatter (redaction included)."""
-
-    def __init__(self) -> None:
-        self.stream = io.StringIO()
-
-    @property
-    def text(self) -> str:
-        return self.stream.getvalue()
-
-    def records(self) -> list[dict[str, Any]]:
-        return [orjson.loads(line) for line in self.text.splitlines() if line.strip()]
+class LogCapture(LogOutput):
+    """The lines the app wrote (rendered and redacted as they would be printed)."""
 
     def access_lines(self, path: str) -> list[dict[str, Any]]:
         return [r for r in self.records() if r.get("event") == "request" and r["path"] == path]
 
 
 @pytest.fixture
-def app_logs() -> Iterator[LogCapture]:
-    """Everything logged during the test, as the app's stdout handler would print it.
-
-    structlog caches its loggers on first use, so ``structlog.testing.capture_logs`` cannot
-    see the app's module-level loggers; a second handler with the app's formatter can.
-    The logging setup is the app's own (JSON lines), whatever an earlier test configured.
-    """
+def app_logs(capsys: pytest.CaptureFixture[str]) -> LogCapture:
+    """Everything logged during the test, as the app printed it. (structlog caches its
+    loggers on first use, so ``structlog.testing.capture_logs`` cannot see the app's
+    module-level loggers; the real output can.) The logging setup is the app's own (JSON
+    lines), whatever an earlier test configured."""
     configure_logging("INFO", "json")
-    root = logging.getLogger()
-    formatter = next(
-        handler.formatter
-        for handler in root.handlers
-        if isinstance(handler.formatter, structlog.stdlib.ProcessorFormatter)
-    )
-    capture = LogCapture()
-    handler = logging.StreamHandler(capture.stream)
-    handler.setFormatter(formatter)
-    root.addHandler(handler)
-    try:
-        yield capture
-    finally:
-        root.removeHandler(handler)
+    return LogCapture(capsys)
