@@ -10,9 +10,9 @@ from __future__ import annotations
 import io
 import logging
 import re
+import secrets
 import sys
 import time
-import secrets
 from collections.abc import MutableMapping
 from typing import Any
 
