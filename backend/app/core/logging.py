@@ -1,7 +1,8 @@
 """structlog setup (JSON lines or console) and the request-context middleware.
 
-Every record, including uvicorn's and SQLAlchemy's stdlib ones, leaves through one
-`ProcessorFormatter`, so all lines share a shape. A redaction step runs last before rendering
+The app's own events go from structlog's processors straight to stdout (StdoutLogger); the
+stdlib records of uvicorn, SQLAlchemy and others leave through a `ProcessorFormatter` that runs
+the same processors, so all lines share a shape. A redaction step runs last before rendering
 so a password, token or DSN password cannot reach stdout even if someone logs it by mistake.
 """
 
