@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 SECURITY_HEADERS = {
@@ -12,6 +11,8 @@ SECURITY_HEADERS = {
     # Responses are per user (or live probes): never stored by browsers or shared caches.
     "Cache-Control": "no-store",
 }
+# As ASGI carries them: lowercase names, bytes.
+_RAW_HEADERS = [(name.lower().encode(), value.encode()) for name, value in SECURITY_HEADERS.items()]
 
 
 class SecurityHeadersMiddleware:
@@ -25,9 +26,10 @@ class SecurityHeadersMiddleware:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in SECURITY_HEADERS.items():
-                    headers.setdefault(name, value)
+                headers = list(message.get("headers", []))
+                present = {name for name, _ in headers}  # a route's own value wins
+                headers += [header for header in _RAW_HEADERS if header[0] not in present]
+                message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
