@@ -219,6 +219,7 @@ class Database:
             # the driver's own error.
             raise (error.__cause__ or error) from None
         connection: DriverConnection = pooled.driver_connection  # type: ignore[assignment]
+        reusable = False
         try:
             if self.local_timeouts_sql is None:
                 yield connection
@@ -226,8 +227,14 @@ class Database:
                 async with connection.transaction():
                     await connection.execute(self.local_timeouts_sql)
                     yield connection
+            reusable = True
+        except asyncpg.PostgresError:
+            reusable = True  # the server answered with an error: the protocol is in step
+            raise
         finally:
-            if connection.is_closed():
+            # Anything else (cancelled or timed out mid-statement, the connection lost) leaves
+            # the connection in a state nobody should inherit: closed instead of pooled.
+            if not reusable or connection.is_closed():
                 await greenlet_spawn(pooled.invalidate)
             await greenlet_spawn(pooled.close)
 

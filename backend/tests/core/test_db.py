@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
+import asyncpg
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
@@ -212,6 +213,42 @@ async def test_only_a_connection_idle_past_the_setting_is_pinged(
         await database.dispose()
     assert sent.count("SELECT 1") == pings
     assert sent.count("SELECT 2") == 5
+
+
+async def test_a_statement_cancelled_midway_does_not_leave_its_connection_in_the_pool(
+    database_url: str,
+) -> None:
+    database = Database.from_settings(make_settings(database_url, db_pool_size=1))
+    try:
+        async with database.driver_connection() as connection:
+            first_pid = await connection.fetchval("SELECT pg_backend_pid()")
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.2), database.driver_connection() as connection:
+                await connection.execute("SELECT pg_sleep(2)")
+
+        async with database.driver_connection() as connection:
+            second_pid = await connection.fetchval("SELECT pg_backend_pid()")
+    finally:
+        await database.dispose()
+    assert second_pid != first_pid
+
+
+async def test_a_statement_the_server_refused_leaves_its_connection_in_the_pool(
+    database_url: str,
+) -> None:
+    database = Database.from_settings(make_settings(database_url, db_pool_size=1))
+    try:
+        async with database.driver_connection() as connection:
+            first_pid = await connection.fetchval("SELECT pg_backend_pid()")
+        with pytest.raises(asyncpg.DivisionByZeroError):
+            async with database.driver_connection() as connection:
+                await connection.execute("SELECT 1 / 0")
+
+        async with database.driver_connection() as connection:
+            second_pid = await connection.fetchval("SELECT pg_backend_pid()")
+    finally:
+        await database.dispose()
+    assert second_pid == first_pid
 
 
 async def test_statement_timeout_follows_the_setting(database_url: str) -> None:
