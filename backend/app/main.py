@@ -82,15 +82,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # an unexpected 500), request context + access line, metrics, CORS (so a 413 still
     # carries the CORS headers the SPA needs to read it), the body cap.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
-    # Bearer tokens, not cookies: no credentials mode, so no origin is ever trusted with them.
-    app.add_middleware(
-        CORSMiddleware,
-        allow_origins=settings.cors_origins,
-        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-        allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
-        expose_headers=["Link", "Location", "Retry-After", "X-Request-ID"],
-        max_age=600,
-    )
+    if settings.cors_origins:
+        # Bearer tokens, not cookies: no credentials mode, so no origin is ever trusted with
+        # them. With no origin configured (the SPA served from the API's own origin) there is
+        # nothing to allow, and a browser refuses cross-origin reads without these headers
+        # anyway: no middleware to cross on every request.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["Link", "Location", "Retry-After", "X-Request-ID"],
+            max_age=600,
+        )
     if metrics:
         app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(RequestContextMiddleware)
