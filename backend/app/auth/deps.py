@@ -9,9 +9,8 @@ import structlog
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
-from app.auth.errors import AccountGoneError
 from app.auth.models import User
-from app.auth.repository import UserRepository, ensure_account_exists
+from app.auth.repository import UserRepository, account_gone, ensure_account_exists
 from app.auth.service import AuthService
 from app.core.db import SessionDep
 from app.core.errors import AuthenticationError, InvalidTokenError, PermissionDeniedError
@@ -94,8 +93,7 @@ async def get_current_user(subject: TokenSubject, users: UserRepoDep) -> User:
     user = await users.get(subject)
     if user is None:
         # A valid signature is not enough: the account may have been deleted since.
-        logger.info("token_rejected", reason="unknown subject")
-        raise AccountGoneError()
+        raise account_gone()
     structlog.contextvars.bind_contextvars(user_id=str(subject))
     return user
 

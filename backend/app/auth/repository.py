@@ -59,5 +59,10 @@ async def ensure_account_exists(database: Database, user_id: uuid.UUID) -> None:
             "SELECT EXISTS (SELECT FROM users WHERE id = $1)", user_id
         )
     if not found:
-        logger.info("token_rejected", reason="unknown subject")
-        raise AccountGoneError()
+        raise account_gone()
+
+
+def account_gone() -> AccountGoneError:
+    """The error for a verified token whose account no longer exists, logged once here."""
+    logger.info("token_rejected", reason="unknown subject")
+    return AccountGoneError()

@@ -234,9 +234,11 @@ class Database:
         finally:
             # Anything else (cancelled or timed out mid-statement, the connection lost) leaves
             # the connection in a state nobody should inherit: closed instead of pooled.
-            if not reusable or connection.is_closed():
-                await greenlet_spawn(pooled.invalidate)
-            await greenlet_spawn(pooled.close)
+            try:
+                if not reusable or connection.is_closed():
+                    await greenlet_spawn(pooled.invalidate)
+            finally:
+                await greenlet_spawn(pooled.close)
 
     async def ping(self) -> float:
         """Round-trip ``SELECT 1``; returns the latency in milliseconds."""

@@ -188,8 +188,8 @@ def _translate_driver_error(exc: BaseException) -> AppError | None:
     sqlstate = getattr(exc, "sqlstate", None)
     if sqlstate == "57014" or isinstance(exc, TimeoutError):  # query_canceled; 3.11+ asyncio's
         return DatabaseTimeoutError()
-    if isinstance(exc, asyncpg.InterfaceError):  # e.g. "connection is closed"
-        return DatabaseUnavailableError()
+    if type(exc) is asyncpg.InterfaceError:  # "connection is closed"; not its subclasses,
+        return DatabaseUnavailableError()  # which are client configuration or argument errors
     if sqlstate and sqlstate[:2] in ("08", "53", "57"):  # connection, resources, shutdown
         return DatabaseUnavailableError()
     if isinstance(exc, ssl.SSLCertVerificationError):

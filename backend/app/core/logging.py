@@ -28,27 +28,21 @@ _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 SECRET_KEYS = frozenset(
     {"password", "new_password", "token", "access_token", "authorization", "jwt_secret", "secret"}
 )
-# user:password@ in any URL-looking string, or a bearer token: one pattern, so the string
-# values of every log line (most of which hold neither) are scanned once, not twice.
+# user:password@ in any URL-looking string.
 # Bounded repeats: an unbounded scheme part made this quadratic on long paths (a cheap way to
 # stall the event loop with one long URL).
-_SECRET = re.compile(
-    r"(?P<scheme>\b[a-z][a-z0-9+.-]{0,31}://[^:/@\s]{0,256}):[^@\s]{0,1024}@"
-    r"|(?P<bearer>bearer\s+)[A-Za-z0-9._~+/=-]+",
-    re.IGNORECASE,
+_URL_PASSWORD = re.compile(
+    r"(?P<scheme>\b[a-z][a-z0-9+.-]{0,31}://[^:/@\s]{0,256}):[^@\s]{0,1024}@", re.IGNORECASE
 )
+_BEARER = re.compile(r"(bearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
 REDACTED = "[redacted]"
-
-
-def _redacted(match: re.Match[str]) -> str:
-    scheme = match["scheme"]
-    return f"{scheme}:{REDACTED}@" if scheme is not None else f"{match['bearer']}{REDACTED}"
 
 
 def redact_text(text: str) -> str:
     if "@" not in text and "bearer" not in text.lower():
-        return text  # neither pattern can match: most values, without running the regex
-    return _SECRET.sub(_redacted, text)
+        return text  # neither pattern can match: most values, without running a regex
+    # URL passwords first: "Bearer postgres://u:p@h" must not lose only "postgres" to the token.
+    return _BEARER.sub(rf"\1{REDACTED}", _URL_PASSWORD.sub(rf"\g<scheme>:{REDACTED}@", text))
 
 
 def redact_secrets(
@@ -92,9 +86,14 @@ class StdoutLogger:
         self.name = name  # read by add_logger_name
 
     def msg(self, line: str) -> None:
-        stream = sys.stdout
-        stream.write(line + "\n")
-        stream.flush()
+        try:
+            stream = sys.stdout
+            stream.write(line + "\n")
+            stream.flush()
+        except Exception as exc:
+            # As logging.Handler.handleError does: a broken pipe to the log shipper or a full
+            # disk must not turn a request that succeeded (a committed write) into an error.
+            print(f"--- log line lost ({type(exc).__name__}: {exc})", file=sys.stderr)
 
     debug = info = warning = warn = error = critical = exception = fatal = log = msg
 

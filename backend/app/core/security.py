@@ -115,6 +115,6 @@ class TokenCodec:
         except jwt.PyJWTError as exc:
             raise TokenError(type(exc).__name__) from None
         try:
-            return uuid.UUID(str(claims["sub"])), float(claims["exp"])
+            return uuid.UUID(str(claims["sub"])), int(claims["exp"])  # as PyJWT compares it
         except ValueError:
             raise TokenError("sub is not a UUID") from None

@@ -1,8 +1,8 @@
 """TaskRepository: every statement is scoped to the one owner given at construction.
 
-Every statement below is written against ``$1`` as the owner, and `_fetch` binds ``$1`` to the
-repository's owner, always: there is no method that takes another owner's id or a statement
-from outside, so a route cannot reach someone else's rows by forgetting a check.
+Every statement below is written against ``$1`` as the owner, and `_fetch`/`_fetchrow` bind
+``$1`` to the repository's owner, always: there is no method that takes another owner's id or
+a statement from outside, so a route cannot reach someone else's rows by forgetting a check.
 
 The statements are hand-written SQL run on the pooled asyncpg connection (see
 `Database.driver_connection`): this is the hot path, where SQLAlchemy's execution layer and
@@ -23,8 +23,7 @@ from typing import Any
 
 import asyncpg
 
-from app.auth.errors import AccountGoneError
-from app.auth.repository import ensure_account_exists
+from app.auth.repository import account_gone, ensure_account_exists
 from app.core.db import Database
 from app.tasks.errors import TaskNotFoundError
 from app.tasks.pagination import Cursor
@@ -49,6 +48,7 @@ _DELETE = "DELETE FROM tasks WHERE user_id = $1 AND id = $2 RETURNING id"
 _COMPLETED_AT = "completed_at = CASE WHEN {completed} THEN coalesce(completed_at, now()) END"
 
 TaskRow = asyncpg.Record
+TaskRows = list[TaskRow]  # (inside the class, `list` is the method of that name)
 
 
 class TaskRepository:
@@ -65,7 +65,7 @@ class TaskRepository:
             row = await self._fetchrow(_CREATE, title, description)
         except asyncpg.ForeignKeyViolationError:
             # The only foreign key is the owner: the account was deleted since the token.
-            raise AccountGoneError() from None
+            raise account_gone() from None
         assert row is not None  # INSERT ... RETURNING without a conflict clause: one row
         return row
 
@@ -74,7 +74,7 @@ class TaskRepository:
 
     async def list(
         self, *, limit: int, completed: bool | None = None, after: Cursor | None = None
-    ) -> list[TaskRow]:
+    ) -> TaskRows:
         """Newest first (created_at, then id, descending); ``after`` continues a listing."""
         conditions = ["user_id = $1"]
         arguments: list[Any] = []
@@ -89,8 +89,7 @@ class TaskRepository:
             f"SELECT {TASK_COLUMNS} FROM tasks WHERE {' AND '.join(conditions)} "
             f"ORDER BY created_at DESC, id DESC LIMIT ${len(arguments) + 1}"
         )
-        async with self._database.driver_connection() as connection:
-            rows = await connection.fetch(statement, self._owner_id, *arguments)
+        rows = await self._fetch(statement, *arguments)
         if not rows:
             # An empty list is an answer only for an account that exists.
             await ensure_account_exists(self._database, self._owner_id)
@@ -128,8 +127,13 @@ class TaskRepository:
     async def delete(self, task_id: uuid.UUID) -> None:
         await self._found(await self._fetchrow(_DELETE, task_id))
 
+    async def _fetch(self, statement: str, *arguments: Any) -> TaskRows:
+        """Run one statement with ``$1`` bound to the owner; all its rows."""
+        async with self._database.driver_connection() as connection:
+            return await connection.fetch(statement, self._owner_id, *arguments)
+
     async def _fetchrow(self, statement: str, *arguments: Any) -> TaskRow | None:
-        """Run one statement with ``$1`` bound to the owner."""
+        """Run one statement with ``$1`` bound to the owner; its first row, if any."""
         async with self._database.driver_connection() as connection:
             return await connection.fetchrow(statement, self._owner_id, *arguments)
 

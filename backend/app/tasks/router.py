@@ -110,11 +110,12 @@ async def create_task(body: TaskCreate, request: Request, tasks: TaskRepoDep) ->
     task = await tasks.create(title=body.title, description=body.description)
     task_id = str(task["id"])
     logger.info("task_created", user_id=str(tasks.owner_id), task_id=task_id)
-    # The task lives under the collection it was posted to (request.url_for would find the
-    # same URL by walking every route, a tenth of this request's CPU).
-    location = request.url.replace(path=f"{request.url.path}/{task_id}", query="")
+    # The owner's canonical id, not the path's spelling of it; request.url_for would find the
+    # same URL by walking every route, a tenth of this request's CPU.
+    collection = router.prefix.format(user_id=tasks.owner_id)
+    location = f"{str(request.base_url).rstrip('/')}{collection}/{task_id}"
     return TaskJSONResponse(
-        task_json(task), status_code=status.HTTP_201_CREATED, headers={"Location": str(location)}
+        task_json(task), status_code=status.HTTP_201_CREATED, headers={"Location": location}
     )
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import asyncpg
 import orjson
-from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, StringConstraints, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from app.core.schemas import NUL_FREE, RequestBody, reject_nul
@@ -57,8 +57,6 @@ class TaskPatch(RequestBody):
 
 
 class TaskRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
     id: uuid.UUID
     user_id: uuid.UUID
     title: str

@@ -190,6 +190,21 @@ async def test_the_token_of_a_deleted_user_is_401_on_every_task_route(
     assert await count_rows(engine, "tasks") == 0
 
 
+async def test_a_deleted_users_malformed_request_is_422_first_and_changes_nothing(
+    client: httpx.AsyncClient, logged_in: Account, engine: AsyncEngine
+) -> None:
+    """Documented order: the account's existence is proved by the task statement, so input
+    that never reaches one is refused as input (422) before the account is looked at."""
+    async with engine.begin() as connection:
+        await connection.execute(text("DELETE FROM users WHERE id = :id"), {"id": logged_in.id})
+
+    response = await client.post(logged_in.tasks_url, json={"title": ""}, headers=logged_in.headers)
+
+    assert response.status_code == 422
+    assert response.json()["code"] == "validation_error"
+    assert await count_rows(engine, "tasks") == 0
+
+
 async def test_a_deleted_users_token_is_401_not_403_in_another_namespace(
     client: httpx.AsyncClient, logged_in: Account, engine: AsyncEngine
 ) -> None:

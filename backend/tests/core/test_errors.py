@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import asyncpg
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
@@ -21,6 +22,7 @@ from app.core.errors import (
     PermissionDeniedError,
     RateLimitedError,
     ValidationFailedError,
+    translate_database_error,
 )
 from app.main import create_app
 from tests.conftest import make_settings
@@ -219,3 +221,30 @@ async def test_a_statement_timeout_is_a_503_to_retry(
     assert response.headers["Retry-After"] == "5"
     [logged] = log_output.records(event="database_error")
     assert logged["error_code"] == "database_timeout"
+
+
+@pytest.mark.parametrize(
+    ("driver_error", "expected"),
+    [
+        pytest.param(asyncpg.InterfaceError("connection is closed"), DatabaseUnavailableError),
+        pytest.param(
+            asyncpg.ConnectionDoesNotExistError("closed in the middle of operation"),
+            DatabaseUnavailableError,
+        ),
+        pytest.param(asyncpg.CannotConnectNowError("starting up"), DatabaseUnavailableError),
+        pytest.param(asyncpg.QueryCanceledError("statement timeout"), DatabaseTimeoutError),
+        pytest.param(TimeoutError(), DatabaseTimeoutError),
+        pytest.param(ConnectionRefusedError(), DatabaseUnavailableError),
+        # Not outages: retrying would not help, so no 503 and no startup retries.
+        pytest.param(asyncpg.exceptions.ClientConfigurationError("bad option"), None),
+        pytest.param(asyncpg.exceptions._base.DataError("invalid input for $1"), None),
+        pytest.param(asyncpg.UndefinedTableError("no such table"), None),
+        pytest.param(asyncpg.RaiseError("refused by a trigger"), None),
+    ],
+)
+def test_the_drivers_own_errors_translate_like_the_wrapped_ones(
+    driver_error: BaseException, expected: type[AppError] | None
+) -> None:
+    translated = translate_database_error(driver_error)
+
+    assert type(translated) is expected if expected else translated is None

@@ -3,14 +3,18 @@ ids, and no secret in any line."""
 
 from __future__ import annotations
 
+import io
 import logging
 import re
+import sys
 
 import httpx
 import pytest
 import structlog
 from asgi_lifespan import LifespanManager
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.logging import configure_logging
 from app.main import create_app
@@ -242,6 +246,7 @@ def test_secrets_logged_by_mistake_are_redacted(log_output: LogOutput) -> None:
         token="tok-secret-123",
         dsn=f"postgresql://app:{DB_PASSWORD}@db.internal/tasks",
         header="Bearer eyJsecret.payload.signature",
+        pasted=f"bEaReR postgresql://app:{DB_PASSWORD}@db.internal/tasks",
     )
     logging.getLogger("sqlalchemy.engine").error(
         "cannot connect to %s", f"postgres://app:{DB_PASSWORD}@db.internal:5432/tasks"
@@ -253,6 +258,34 @@ def test_secrets_logged_by_mistake_are_redacted(log_output: LogOutput) -> None:
     assert careless["token"] == "[redacted]"
     assert careless["dsn"] == "postgresql://app:[redacted]@db.internal/tasks"
     assert careless["header"] == "Bearer [redacted]"
+    assert careless["pasted"] == "bEaReR [redacted]://app:[redacted]@db.internal/tasks"
     assert stdlib["event"] == "cannot connect to postgres://app:[redacted]@db.internal:5432/tasks"
     for secret in ("hunter2-secret", "tok-secret-123", DB_PASSWORD, "eyJsecret"):
         assert secret not in log_output.text
+
+
+class _BrokenStdout(io.TextIOBase):
+    """A log shipper that went away."""
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+async def test_a_log_line_that_cannot_be_written_does_not_fail_the_request(
+    client: httpx.AsyncClient,
+    account: Account,
+    engine: AsyncEngine,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr(sys, "stdout", _BrokenStdout())
+    response = await client.post(
+        account.tasks_url, json={"title": "logged nowhere"}, headers=account.headers
+    )
+    monkeypatch.undo()
+
+    assert response.status_code == 201, response.text
+    async with engine.connect() as connection:
+        titles = (await connection.scalars(text("SELECT title FROM tasks"))).all()
+    assert titles == ["logged nowhere"]
+    assert "log line lost (BrokenPipeError" in capsys.readouterr().err

@@ -137,6 +137,18 @@ async def test_location_leaves_out_a_query_string_sent_with_the_post(
     assert response.headers["location"] == location
 
 
+async def test_location_spells_the_owner_canonically_whatever_the_path_said(
+    client: httpx.AsyncClient, account: Account
+) -> None:
+    response = await client.post(
+        f"/api/{account.id.upper()}/tasks", json={"title": "a"}, headers=account.headers
+    )
+
+    assert response.status_code == 201, response.text
+    location = f"http://testserver/api/{account.id}/tasks/{response.json()['id']}"
+    assert response.headers["location"] == location
+
+
 async def test_create_without_description_stores_null(
     client: httpx.AsyncClient, account: Account, engine: AsyncEngine
 ) -> None:
