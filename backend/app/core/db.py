@@ -228,8 +228,11 @@ class Database:
                     await connection.execute(self.local_timeouts_sql)
                     yield connection
             reusable = True
-        except asyncpg.PostgresError:
-            reusable = True  # the server answered with an error: the protocol is in step
+        except asyncpg.PostgresError as error:
+            # An ERROR ends the statement and leaves the session as it was; a FATAL (the server
+            # shutting down, the backend terminated) ends the session, even if the driver has
+            # not yet read the socket's close. Client-side errors carry no severity.
+            reusable = getattr(error, "severity", None) == "ERROR"
             raise
         finally:
             # Anything else (cancelled or timed out mid-statement, the connection lost) leaves

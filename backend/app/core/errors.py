@@ -190,6 +190,10 @@ def _translate_driver_error(exc: BaseException) -> AppError | None:
         return DatabaseTimeoutError()
     if type(exc) is asyncpg.InterfaceError:  # "connection is closed"; not its subclasses,
         return DatabaseUnavailableError()  # which are client configuration or argument errors
+    if isinstance(exc, asyncpg.InternalClientError):
+        # A connection the server was closing as it was lent out (its FATAL read, its EOF
+        # not yet): the statement was never sent, and the connection is discarded.
+        return DatabaseUnavailableError()
     if sqlstate and sqlstate[:2] in ("08", "53", "57"):  # connection, resources, shutdown
         return DatabaseUnavailableError()
     if isinstance(exc, ssl.SSLCertVerificationError):
@@ -281,6 +285,7 @@ def register_error_handlers(app: FastAPI) -> None:
         sa_exc.TimeoutError,
         asyncpg.PostgresError,
         asyncpg.InterfaceError,
+        asyncpg.InternalClientError,
         OSError,
     ):
         app.add_exception_handler(database_error, _handle_database_error)

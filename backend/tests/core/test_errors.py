@@ -232,6 +232,10 @@ async def test_a_statement_timeout_is_a_503_to_retry(
             DatabaseUnavailableError,
         ),
         pytest.param(asyncpg.CannotConnectNowError("starting up"), DatabaseUnavailableError),
+        pytest.param(
+            asyncpg.InternalClientError("another operation (2) is in progress"),
+            DatabaseUnavailableError,
+        ),
         pytest.param(asyncpg.QueryCanceledError("statement timeout"), DatabaseTimeoutError),
         pytest.param(TimeoutError(), DatabaseTimeoutError),
         pytest.param(ConnectionRefusedError(), DatabaseUnavailableError),
