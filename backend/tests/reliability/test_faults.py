@@ -8,6 +8,7 @@ database holds.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import random
 import socket
@@ -17,6 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
 import httpx
+import orjson
 import pytest
 
 from tests.conftest import Account
@@ -81,10 +83,11 @@ def assert_unavailable(response: httpx.Response, code: str = "database_unavailab
 
 
 async def create_task(
-    http: httpx.AsyncClient, account: Account, title: str
+    http: httpx.AsyncClient, account: Account, title: str, request_id: str | None = None
 ) -> tuple[httpx.Response, float]:
+    headers = {**account.headers, **({"X-Request-ID": request_id} if request_id else {})}
     started = time.monotonic()
-    response = await http.post(account.tasks_url, json={"title": title}, headers=account.headers)
+    response = await http.post(account.tasks_url, json={"title": title}, headers=headers)
     return response, time.monotonic() - started
 
 
@@ -326,11 +329,23 @@ async def test_clients_hanging_up_mid_request_leave_no_session_or_connection_beh
     assert "unhandled_error" not in new_log
 
 
+CONNECTION_LOST_MID_STATEMENT = {
+    "ConnectionDoesNotExistError",  # the socket closed while the statement was in flight
+    "AdminShutdownError",  # 57P01: "terminating connection due to administrator command"
+    "CrashShutdownError",  # 57P02
+    "ConnectionResetError",
+}
+
+
 @dataclass
 class WriteLoad:
     acked: dict[str, str] = field(default_factory=dict)  # title -> id
     failed: dict[str, int] = field(default_factory=dict)  # title -> status
     lost_in_transit: list[str] = field(default_factory=list)
+
+
+def _json_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("{")]
 
 
 async def _writer(
@@ -341,7 +356,7 @@ async def _writer(
         sequence += 1
         title = unique(f"w{n}-{sequence}")
         try:
-            response, _ = await create_task(http, account, title)
+            response, _ = await create_task(http, account, title, request_id=title)
         except httpx.TransportError:
             load.lost_in_transit.append(title)
             continue
@@ -383,14 +398,24 @@ async def test_acknowledged_writes_survive_database_restarts(
             readable += 1
     in_database = await titles_in_database(service.database_url, list(load.acked))
     left_by_failures = await titles_in_database(service.database_url, list(load.failed))
+    # Why each write failed, from the server's log (each write's request id is its title).
+    causes = {
+        record["request_id"]: record["error_type"]
+        for record in map(orjson.loads, _json_lines(service.server.log_text()))
+        if record.get("event") == "database_error" and record.get("request_id") in load.failed
+    }
     print(
         f"\nwrites: acked={len(load.acked)} failed={len(load.failed)} "
         f"lost_in_transit={len(load.lost_in_transit)} found={len(in_database)} "
-        f"readable={readable} rows_left_by_failures={len(left_by_failures)}"
+        f"readable={readable} rows_left_by_failures={len(left_by_failures)} "
+        f"causes={sorted(collections.Counter(causes.values()).items())}"
     )
     assert load.acked, "the load made no successful write"
     assert load.failed, "the restarts never hit a request; the test proved nothing"
     assert set(load.failed.values()) == {503}
     assert in_database == set(load.acked)
-    assert left_by_failures == set()
+    assert set(causes) == set(load.failed)
+    # A 503 leaves no row, except when the server went away with the INSERT in flight: it may
+    # have committed it and died before replying (no idempotency keys yet; see the README).
+    assert {causes[title] for title in left_by_failures} <= CONNECTION_LOST_MID_STATEMENT
     assert load.lost_in_transit == []
