@@ -226,40 +226,35 @@ async def test_only_a_connection_idle_past_the_setting_is_pinged(
     assert sent.count("SELECT 2") == 5
 
 
-async def test_a_statement_cancelled_midway_does_not_leave_its_connection_in_the_pool(
+@pytest.mark.parametrize(
+    ("statement", "cancel_after", "raised", "kept"),
+    [
+        # The server answered with an ERROR: the session is as it was, the connection reusable.
+        pytest.param("SELECT 1 / 0", None, asyncpg.DivisionByZeroError, True, id="refused"),
+        # Cancelled with the statement in flight: nobody should inherit that connection.
+        pytest.param("SELECT pg_sleep(2)", 0.2, TimeoutError, False, id="cancelled-midway"),
+    ],
+)
+async def test_a_connection_goes_back_to_the_pool_only_if_its_statement_ended_cleanly(
     database_url: str,
+    statement: str,
+    cancel_after: float | None,
+    raised: type[Exception],
+    kept: bool,
 ) -> None:
     database = Database.from_settings(make_settings(database_url, db_pool_size=1))
     try:
         async with database.driver_connection() as connection:
             first_pid = await connection.fetchval("SELECT pg_backend_pid()")
-        with pytest.raises(TimeoutError):
-            async with asyncio.timeout(0.2), database.driver_connection() as connection:
-                await connection.execute("SELECT pg_sleep(2)")
+        with pytest.raises(raised):
+            async with asyncio.timeout(cancel_after), database.driver_connection() as connection:
+                await connection.execute(statement)
 
         async with database.driver_connection() as connection:
             second_pid = await connection.fetchval("SELECT pg_backend_pid()")
     finally:
         await database.dispose()
-    assert second_pid != first_pid
-
-
-async def test_a_statement_the_server_refused_leaves_its_connection_in_the_pool(
-    database_url: str,
-) -> None:
-    database = Database.from_settings(make_settings(database_url, db_pool_size=1))
-    try:
-        async with database.driver_connection() as connection:
-            first_pid = await connection.fetchval("SELECT pg_backend_pid()")
-        with pytest.raises(asyncpg.DivisionByZeroError):
-            async with database.driver_connection() as connection:
-                await connection.execute("SELECT 1 / 0")
-
-        async with database.driver_connection() as connection:
-            second_pid = await connection.fetchval("SELECT pg_backend_pid()")
-    finally:
-        await database.dispose()
-    assert second_pid == first_pid
+    assert (second_pid == first_pid) is kept
 
 
 async def test_statement_timeout_follows_the_setting(database_url: str) -> None:
