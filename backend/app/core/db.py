@@ -169,6 +169,10 @@ class Database:
     # For safe (read-only) requests: no BEGIN/COMMIT round trips. Under PostgreSQL's READ
     # COMMITTED each statement sees its own snapshot anyway, so a read loses nothing.
     read_sessionmaker: async_sessionmaker[AsyncSession]
+    # First come, first served admission to the pool for driver connections (see
+    # driver_connection), sized to the pool, and how long a request may wait for it.
+    admission: asyncio.Semaphore
+    admission_timeout_seconds: float
     # Behind PgBouncer, what each driver-level statement's transaction starts with.
     local_timeouts_sql: str | None = field(default=None, repr=False)
 
@@ -198,6 +202,8 @@ class Database:
                 if pgbouncer
                 else None
             ),
+            admission=asyncio.Semaphore(settings.db_pool_size + settings.db_max_overflow),
+            admission_timeout_seconds=settings.db_pool_timeout_seconds,
         )
 
     @asynccontextmanager
@@ -211,7 +217,33 @@ class Database:
         statement is. Behind PgBouncer the block is one transaction that starts by setting the
         timeouts locally, as every session transaction does there. The connection goes back to
         the pool when the block ends (discarded if the driver closed it).
+
+        Requests queue for the pool here, in order of arrival, rather than in SQLAlchemy's
+        queue: there a connection handed back wakes the longest waiter, but a request arriving
+        meanwhile takes it first and the waiter queues again at the back, so under load a few
+        requests starved (p99 at 50 connections 154-172 ms with a pool of 20, 41-45 ms without
+        waiting). asyncio's Semaphore serves waiters strictly in order.
         """
+        await self._admit()
+        try:
+            async with self._pooled_connection() as connection:
+                yield connection
+        finally:
+            self.admission.release()
+
+    async def _admit(self) -> None:
+        if not self.admission.locked():
+            await self.admission.acquire()  # free: no timer to arm and cancel
+            return
+        try:
+            async with asyncio.timeout(self.admission_timeout_seconds):
+                await self.admission.acquire()
+        except TimeoutError:
+            # The pool's own timeout, as a checkout from it would have raised it (503).
+            raise exc.TimeoutError("no pooled connection became free in time") from None
+
+    @asynccontextmanager
+    async def _pooled_connection(self) -> AsyncIterator[DriverConnection]:
         try:
             pooled = await self.engine.raw_connection()
         except self.engine.dialect.loaded_dbapi.Error as error:

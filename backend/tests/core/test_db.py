@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -13,9 +14,11 @@ from asgi_lifespan import LifespanManager
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as SATimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.db import CLIENT_TIMEOUT_MARGIN_SECONDS, Database, DatabaseStartupError, create_engine
+from app.core.errors import DatabaseUnavailableError, translate_database_error
 from app.main import create_app
 from tests.conftest import Account, make_settings
 from tests.core.conftest import LogOutput
@@ -255,6 +258,53 @@ async def test_a_connection_goes_back_to_the_pool_only_if_its_statement_ended_cl
     finally:
         await database.dispose()
     assert (second_pid == first_pid) is kept
+
+
+async def test_requests_waiting_for_a_connection_get_one_in_order_of_arrival(
+    database_url: str,
+) -> None:
+    database = Database.from_settings(
+        make_settings(database_url, db_pool_size=1, db_max_overflow=0)
+    )
+    served: list[str] = []
+
+    async def query(name: str) -> None:
+        async with database.driver_connection() as connection:
+            served.append(name)
+            await connection.execute("SELECT pg_sleep(0.01)")
+
+    try:
+        async with database.driver_connection():
+            waiting = [asyncio.create_task(query(f"waiter-{n}")) for n in range(3)]
+            await asyncio.sleep(0.05)  # all three are queued
+            # A request that arrives as the connection is handed back (it runs before the
+            # woken waiter does) must not overtake them. In SQLAlchemy's own queue it would:
+            # it takes a connection that is there without waiting, and the waiter that was
+            # woken for it queues again at the back.
+            late = asyncio.create_task(query("late"))
+        await asyncio.gather(*waiting, late)
+    finally:
+        await database.dispose()
+    assert served == ["waiter-0", "waiter-1", "waiter-2", "late"]
+
+
+async def test_waiting_for_a_connection_gives_up_after_the_pool_timeout(
+    database_url: str,
+) -> None:
+    database = Database.from_settings(
+        make_settings(database_url, db_pool_size=1, db_max_overflow=0, db_pool_timeout_seconds=0.3)
+    )
+    try:
+        async with database.driver_connection():
+            started = time.monotonic()
+            with pytest.raises(SATimeoutError):
+                async with database.driver_connection():
+                    pass
+            waited = time.monotonic() - started
+    finally:
+        await database.dispose()
+    assert 0.25 < waited < 2
+    assert isinstance(translate_database_error(SATimeoutError()), DatabaseUnavailableError)
 
 
 async def test_statement_timeout_follows_the_setting(database_url: str) -> None:
