@@ -66,8 +66,13 @@ def test_log_level_filters_records(log_output: LogOutput) -> None:
 
     logger.info("quiet")
     logger.warning("loud")
+    try:
+        raise ValueError("still reported")
+    except ValueError:
+        logger.exception("failed")  # an error, whatever the method is called
 
-    assert [r["event"] for r in log_output.records(logger="app.example")] == ["loud"]
+    events = [r["event"] for r in log_output.records(logger="app.example")]
+    assert events == ["loud", "failed"]
 
 
 def test_console_format_renders_for_humans(log_output: LogOutput) -> None:
