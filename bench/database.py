@@ -19,12 +19,13 @@ from pathlib import Path
 import asyncpg
 from sqlalchemy.engine import make_url
 
-from app.core.config import load_settings
-from app.core.database_url import parse_database_url
-from app.core.db import create_engine
-from app.core.embedded_db import start_embedded_postgres
-from app.core.migrations import upgrade
-from app.core.security import TokenCodec, hash_password
+from app.auth.passwords import hash_password
+from app.auth.tokens import TokenCodec
+from app.db.embedded import start_embedded_postgres
+from app.db.engine import create_engine
+from app.db.migrations import upgrade
+from app.db.url import parse_database_url
+from app.settings import load_settings
 
 READERS = 1000
 WRITERS = 200

@@ -179,7 +179,7 @@ async def _ladder_app(rung: str) -> tuple[Asgi, Callable[[], Awaitable[None]]]:
     from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine  # noqa: PLC0415
 
     from app.auth.models import User  # noqa: PLC0415
-    from app.core.database_url import parse_database_url  # noqa: PLC0415
+    from app.db.url import parse_database_url  # noqa: PLC0415
     from app.tasks.models import Task  # noqa: PLC0415
     from app.tasks.schemas import TaskRead  # noqa: PLC0415
     from bench.database import asyncpg_dsn  # noqa: PLC0415

@@ -22,8 +22,8 @@ from typing import Any
 import asyncpg
 import orjson
 
-from app.core.config import Settings
-from app.core.database_url import parse_database_url
+from app.db.url import parse_database_url
+from app.settings import Settings
 
 COLUMNS = "id, user_id, title, description, completed, completed_at, created_at, updated_at"
 LIST_SQL = (

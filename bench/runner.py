@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.core.embedded_db import EmbeddedDatabaseError
+from app.db.embedded import EmbeddedDatabaseError
 from bench import processes, profile, report
 from bench.database import SeededDatabase, fresh_database, prepare, server_url_from_environment
 from bench.load import (

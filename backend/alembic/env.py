@@ -12,9 +12,9 @@ from sqlalchemy.engine import Connection
 
 from alembic import context
 from app.auth import models as auth_models  # noqa: F401  (registers the table)
-from app.core.config import load_settings
-from app.core.db import create_engine
-from app.core.models import Base
+from app.db.engine import create_engine
+from app.db.models import Base
+from app.settings import load_settings
 from app.tasks import models as task_models  # noqa: F401  (registers the table)
 
 target_metadata = Base.metadata

@@ -21,11 +21,12 @@ import structlog
 import uvicorn
 from sqlalchemy.exc import DBAPIError
 
-from app.core.config import Settings, SettingsError, load_settings
-from app.core.db import Database, DatabaseStartupError
-from app.core.embedded_db import EmbeddedDatabaseError, start_embedded_postgres
-from app.core.logging import configure_logging
-from app.core.migrations import upgrade
+from app.db.database import Database
+from app.db.embedded import EmbeddedDatabaseError, start_embedded_postgres
+from app.db.errors import DatabaseStartupError
+from app.db.migrations import upgrade
+from app.observability.logging import configure_logging
+from app.settings import Settings, SettingsError, load_settings
 
 logger = structlog.get_logger("app.cli")
 JWT_SECRET_FILE = "jwt-secret"  # noqa: S105  (a file name)

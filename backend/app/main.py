@@ -12,18 +12,19 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app import __version__
+from app.auth.rate_limit import RateLimiter
 from app.auth.router import router as auth_router
-from app.core.body_limit import BodySizeLimitMiddleware
-from app.core.config import Settings, load_settings
-from app.core.db import Database
-from app.core.errors import register_error_handlers
-from app.core.logging import RequestContextMiddleware, configure_logging
-from app.core.metrics import Metrics, MetricsMiddleware
-from app.core.rate_limit import RateLimiter
-from app.core.security import TokenCodec
-from app.core.security_headers import SecurityHeadersMiddleware
-from app.health.router import router as health_router
-from app.metrics.router import router as metrics_router
+from app.auth.tokens import TokenCodec
+from app.db.database import Database
+from app.http.body_limit import BodySizeLimitMiddleware
+from app.http.handlers import register_error_handlers
+from app.http.security_headers import SecurityHeadersMiddleware
+from app.observability.health import router as health_router
+from app.observability.logging import configure_logging
+from app.observability.metrics import Metrics
+from app.observability.metrics import router as metrics_router
+from app.observability.observer import RequestObserverMiddleware
+from app.settings import Settings, load_settings
 from app.tasks.router import router as tasks_router
 
 logger = structlog.get_logger("app.main")
@@ -47,10 +48,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if metrics:
                 metrics.watch_pool(database)
             # What start-up built (modules, routes, schemas, the pool) lives as long as the
-            # process: exempt it from the cyclic collector, so each full collection scans
-            # only what requests allocate instead of pausing every request for all of it.
-            # (Measured: p99 of "toggle a task" at 50 connections 284 -> 48 ms.) Collected first,
-            # so start-up's own garbage is not kept for the life of the process.
+            # process: exempt it from the cyclic collector, so each full collection scans only
+            # what requests allocate (bench/RESULTS.md: the p99 it saves). Collected first, so
+            # start-up's own garbage is not kept for the life of the process.
             gc.collect()
             gc.freeze()
             yield {"database": database}
@@ -67,7 +67,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Each user's personal task list, stored in PostgreSQL.",
         lifespan=lifespan,
     )
-    app.state.settings = settings
     app.state.token_codec = TokenCodec.from_settings(settings)
     app.state.rate_limiter = RateLimiter(
         settings.rate_limit_auth_per_address, settings.rate_limit_login_failures_per_account
@@ -81,14 +80,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.metrics = metrics
         app.include_router(metrics_router)
     # Added first = innermost. From the outside in: security headers (on every answer, even
-    # an unexpected 500), request context + access line, metrics, CORS (so a 413 still
-    # carries the CORS headers the SPA needs to read it), the body cap.
+    # an unexpected 500), the request observer (request id, access line, metrics), CORS (so a
+    # 413 still carries the CORS headers the SPA needs to read it), the body cap.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     if settings.cors_origins:
-        # Bearer tokens, not cookies: no credentials mode, so no origin is ever trusted with
-        # them. With no origin configured (the SPA served from the API's own origin) there is
-        # nothing to allow, and a browser refuses cross-origin reads without these headers
-        # anyway: no middleware to cross on every request.
+        # Bearer tokens, not cookies: no credentials mode. With no origin configured (the SPA
+        # served from the API's own origin) a browser refuses cross-origin reads anyway, so
+        # no middleware to cross on every request.
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
@@ -97,8 +95,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=["Link", "Location", "Retry-After", "X-Request-ID"],
             max_age=600,
         )
-    if metrics:
-        app.add_middleware(MetricsMiddleware, metrics=metrics)
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestObserverMiddleware, metrics=metrics)
     app.add_middleware(SecurityHeadersMiddleware)
     return app

@@ -28,11 +28,12 @@ from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from app.core.config import REPO_ROOT, Settings
-from app.core.db import Database, create_engine
-from app.core.embedded_db import start_embedded_postgres
-from app.core.migrations import upgrade
+from app.db.database import Database
+from app.db.embedded import start_embedded_postgres
+from app.db.engine import create_engine
+from app.db.migrations import upgrade
 from app.main import create_app
+from app.settings import REPO_ROOT, Settings
 
 TEST_JWT_SECRET = "test-secret-" + "x" * 40
 PASSWORD = "correct horse battery"

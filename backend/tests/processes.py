@@ -26,7 +26,7 @@ from typing import Literal
 
 import httpx
 
-from app.core.config import REPO_ROOT
+from app.settings import REPO_ROOT
 from tests.conftest import TEST_JWT_SECRET
 
 ShutdownMode = Literal["smart", "fast", "immediate"]

@@ -20,7 +20,7 @@ import psutil
 import pytest
 from sqlalchemy.engine import make_url
 
-from app.core.config import Settings
+from app.settings import Settings
 from tests.conftest import TEST_JWT_SECRET
 from tests.core.tcp_proxy import unused_port
 

@@ -23,7 +23,7 @@ import yaml
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.core.config import REPO_ROOT, Settings
+from app.settings import REPO_ROOT, Settings
 from tests.conftest import PASSWORD
 from tests.processes import AppServer
 

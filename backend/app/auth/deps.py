@@ -9,20 +9,20 @@ import structlog
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
-from app.auth.models import User
-from app.auth.repository import UserRepository, account_gone, ensure_account_exists
+from app.auth.errors import AuthenticationError, InvalidTokenError
+from app.auth.rate_limit import RateLimiter
+from app.auth.repository import UserRepository, account_gone
+from app.auth.schemas import UserRead
 from app.auth.service import AuthService
-from app.core.db import SessionDep
-from app.core.errors import AuthenticationError, InvalidTokenError, PermissionDeniedError
-from app.core.rate_limit import RateLimiter
-from app.core.security import TokenCodec, TokenError
+from app.auth.tokens import TokenCodec, TokenError
+from app.db.database import Database
+from app.db.deps import DatabaseDep
+from app.http.errors import PermissionDeniedError
 
 logger = structlog.get_logger("app.auth")
 
 # Every dependency here is `async def`, even without an await: FastAPI runs plain `def`
-# dependencies in a thread pool, a thread hand-off per dependency per request. And the task
-# routes' chain is kept short: FastAPI spends tens of microseconds solving each dependency,
-# per request, which on the hot path cost more than the database round trip.
+# dependencies in a thread pool, a thread hand-off per dependency per request.
 
 
 async def get_token_codec(request: Request) -> TokenCodec:
@@ -33,19 +33,19 @@ async def get_token_codec(request: Request) -> TokenCodec:
 TokenCodecDep = Annotated[TokenCodec, Depends(get_token_codec)]
 
 
-async def get_user_repository(session: SessionDep) -> UserRepository:
-    return UserRepository(session)
-
-
-UserRepoDep = Annotated[UserRepository, Depends(get_user_repository)]
-
-
 async def get_rate_limiter(request: Request) -> RateLimiter:
     limiter: RateLimiter = request.app.state.rate_limiter
     return limiter
 
 
 RateLimiterDep = Annotated[RateLimiter, Depends(get_rate_limiter)]
+
+
+async def get_user_repository(database: DatabaseDep) -> UserRepository:
+    return UserRepository(database)
+
+
+UserRepoDep = Annotated[UserRepository, Depends(get_user_repository)]
 
 
 async def limit_by_client_address(request: Request, limiter: RateLimiterDep) -> None:
@@ -69,11 +69,12 @@ class BearerTokenSubject(OAuth2PasswordBearer):
     reads only the Authorization header: a token in the query string is never looked at.
     """
 
-    async def __call__(self, request: Request) -> uuid.UUID:  # type: ignore[override]
+    async def __call__(  # type: ignore[override]
+        self, request: Request, codec: TokenCodecDep
+    ) -> uuid.UUID:
         token = await super().__call__(request)
         if not token:
             raise AuthenticationError()
-        codec: TokenCodec = request.app.state.token_codec
         try:
             return codec.subject_of(token)
         except TokenError as exc:
@@ -88,30 +89,30 @@ token_subject = BearerTokenSubject(
 TokenSubject = Annotated[uuid.UUID, Depends(token_subject)]
 
 
-async def get_current_user(subject: TokenSubject, users: UserRepoDep) -> User:
-    """The caller's whole account, in one query."""
-    user = await users.get(subject)
-    if user is None:
+async def get_current_user(subject: TokenSubject, users: UserRepoDep) -> UserRead:
+    """The caller's account, in one query."""
+    row = await users.get(subject)
+    if row is None:
         # A valid signature is not enough: the account may have been deleted since.
         raise account_gone()
     structlog.contextvars.bind_contextvars(user_id=str(subject))
-    return user
+    return UserRead.model_validate(dict(row))
 
 
-CurrentUser = Annotated[User, Depends(get_current_user)]
+CurrentUser = Annotated[UserRead, Depends(get_current_user)]
 
 
-async def require_path_owner(request: Request, user_id: uuid.UUID, subject: uuid.UUID) -> None:
+async def require_path_owner(database: Database, user_id: uuid.UUID, subject: uuid.UUID) -> None:
     """The ``{user_id}`` namespace in a path must be the caller's own (the token's subject).
 
-    A plain function, not a dependency, for the routes' own dependency to call: FastAPI
-    spends tens of microseconds solving each dependency on every request.
+    A plain function, not a dependency, for the domain routes' own dependency to call: each
+    dependency FastAPI solves costs time on every request.
 
-    No query here: that the account still exists is proved by the task statement itself (see
-    ensure_account_exists), so a deleted user's token still gets 401, with no round trip on
-    the hot path. A refused namespace asks first, so that 401 still comes before 403.
+    No query here: that the account still exists is proved by the domain's statement itself
+    (UserRepository.ensure_exists), so a deleted user's token still gets 401 with no round trip
+    on the hot path. A refused namespace asks first, so that 401 still comes before 403.
     """
     if user_id != subject:
-        await ensure_account_exists(request.state.database, subject)
+        await UserRepository(database).ensure_exists(subject)
         raise PermissionDeniedError()
     structlog.contextvars.bind_contextvars(user_id=str(subject))

@@ -3,7 +3,7 @@ from __future__ import annotations
 from sqlalchemy import CheckConstraint, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.core.models import Base, Timestamps, UUIDPrimaryKey
+from app.db.models import Base, Timestamps, UUIDPrimaryKey
 
 EMAIL_MAX_LENGTH = 320
 NAME_MAX_LENGTH = 100

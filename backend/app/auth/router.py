@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from app.auth.deps import AuthServiceDep, CurrentUser, limit_by_client_address
 from app.auth.schemas import LoginRequest, SignupRequest, TokenResponse, UserRead
-from app.core.errors import error_responses
+from app.http.errors import error_responses
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
@@ -51,8 +51,7 @@ LOGIN_BODY: dict[str, Any] = {
 )
 async def signup(body: SignupRequest, service: AuthServiceDep) -> UserRead:
     """Create an account. Emails are case-insensitive; passwords are 8 to 128 characters."""
-    user = await service.sign_up(body)
-    return UserRead.model_validate(user)
+    return await service.sign_up(body)
 
 
 @router.post(
@@ -69,9 +68,7 @@ async def login(request: Request, service: AuthServiceDep) -> TokenResponse:
     """
     credentials = await _read_credentials(request)
     user, token = await service.log_in(credentials)
-    return TokenResponse(
-        access_token=token.value, expires_in=token.expires_in, user=UserRead.model_validate(user)
-    )
+    return TokenResponse(access_token=token.value, expires_in=token.expires_in, user=user)
 
 
 async def _read_credentials(request: Request) -> LoginRequest:
@@ -99,4 +96,4 @@ async def _read_credentials(request: Request) -> LoginRequest:
 @router.get("/me", responses=error_responses(401, 503))
 async def me(user: CurrentUser) -> UserRead:
     """The authenticated user."""
-    return UserRead.model_validate(user)
+    return user

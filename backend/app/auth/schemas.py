@@ -5,10 +5,10 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 import email_validator
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from app.auth.models import EMAIL_MAX_LENGTH, NAME_MAX_LENGTH
-from app.core.schemas import RequestBody, SafeStr
+from app.http.schemas import RequestBody, SafeStr
 
 PASSWORD_MIN_LENGTH = 8
 PASSWORD_MAX_LENGTH = 128
@@ -49,8 +49,6 @@ class LoginRequest(RequestBody):
 
 
 class UserRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
     id: uuid.UUID
     email: str
     name: str | None

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.auth.models import User
+from app.auth.errors import InvalidCredentialsError
+from app.auth.passwords import hash_password, verify_password
+from app.auth.rate_limit import RateLimiter
 from app.auth.repository import UserRepository
-from app.auth.schemas import LoginRequest, SignupRequest
-from app.core.errors import InvalidCredentialsError
-from app.core.rate_limit import RateLimiter
-from app.core.security import IssuedToken, TokenCodec, hash_password, verify_password
+from app.auth.schemas import LoginRequest, SignupRequest, UserRead
+from app.auth.tokens import IssuedToken, TokenCodec
 
 
 @dataclass(frozen=True)
@@ -18,22 +18,25 @@ class AuthService:
     tokens: TokenCodec
     limiter: RateLimiter
 
-    async def sign_up(self, request: SignupRequest) -> User:
+    async def sign_up(self, request: SignupRequest) -> UserRead:
         password_hash = await hash_password(request.password)
-        return await self.users.create(
+        row = await self.users.create(
             email=request.email, password_hash=password_hash, name=request.name
         )
+        return UserRead.model_validate(dict(row))
 
-    async def log_in(self, request: LoginRequest) -> tuple[User, IssuedToken]:
+    async def log_in(self, request: LoginRequest) -> tuple[UserRead, IssuedToken]:
         # Counted before the password: a locked account gets 429 even with the right one,
         # so guessing cannot continue past the limit.
         self.limiter.hit_account(request.email)
-        user = await self.users.get_by_email(request.email)
-        await self.users.end_read_only_transaction()
+        # One statement, so its connection is back in the pool before argon2 runs: a login
+        # flood cannot hold every pooled connection while it waits for the hasher.
+        row = await self.users.get_credentials(request.email)
         # Always one argon2 verification, so an unknown email answers as slowly as a wrong
         # password and response times do not reveal which accounts exist.
-        valid = await verify_password(request.password, user.password_hash if user else None)
-        if user is None or not valid:
+        valid = await verify_password(request.password, row["password_hash"] if row else None)
+        if row is None or not valid:
             raise InvalidCredentialsError()
         self.limiter.clear_failures(request.email)
+        user = UserRead.model_validate(dict(row))
         return user, self.tokens.issue(user.id)

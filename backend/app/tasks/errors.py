@@ -1,4 +1,4 @@
-from app.core.errors import NotFoundError, ValidationFailedError
+from app.http.errors import NotFoundError, ValidationFailedError
 
 
 class TaskNotFoundError(NotFoundError):

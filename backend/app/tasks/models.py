@@ -15,7 +15,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.core.models import Base, Timestamps, UUIDPrimaryKey
+from app.db.models import Base, Timestamps, UUIDPrimaryKey
 
 TITLE_MAX_LENGTH = 255
 DESCRIPTION_MAX_LENGTH = 1000

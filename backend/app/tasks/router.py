@@ -4,29 +4,15 @@ import uuid
 from typing import Annotated
 
 import structlog
-from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 
-from app.auth.deps import TokenSubject, require_path_owner
-from app.core.errors import error_responses
+from app.http.errors import error_responses
+from app.tasks.deps import TaskRepoDep
 from app.tasks.pagination import CURSOR_PATTERN, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Cursor
-from app.tasks.repository import TaskRepository
 from app.tasks.schemas import TaskCreate, TaskPatch, TaskRead, TaskUpdate, task_json, tasks_json
 
 logger = structlog.get_logger("app.tasks")
 
-
-async def get_task_repository(
-    request: Request,
-    user_id: Annotated[uuid.UUID, Path(description="Must be the authenticated user's id")],
-    subject: TokenSubject,
-) -> TaskRepository:
-    """The only way routes get a repository: scoped to the path's owner, who must be the
-    caller."""
-    await require_path_owner(request, user_id, subject)
-    return TaskRepository(request.state.database, user_id)
-
-
-TaskRepoDep = Annotated[TaskRepository, Depends(get_task_repository)]
 
 router = APIRouter(
     prefix="/api/{user_id}/tasks",
@@ -111,7 +97,7 @@ async def create_task(body: TaskCreate, request: Request, tasks: TaskRepoDep) ->
     task_id = str(task["id"])
     logger.info("task_created", user_id=str(tasks.owner_id), task_id=task_id)
     # The owner's canonical id, not the path's spelling of it; request.url_for would find the
-    # same URL by walking every route, a tenth of this request's CPU.
+    # same URL by walking every route, a noticeable cost per create (bench/RESULTS.md).
     collection = router.prefix.format(user_id=tasks.owner_id)
     location = f"{str(request.base_url).rstrip('/')}{collection}/{task_id}"
     return TaskJSONResponse(

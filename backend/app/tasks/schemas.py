@@ -10,7 +10,7 @@ import orjson
 from pydantic import AfterValidator, BaseModel, StringConstraints, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from app.core.schemas import NUL_FREE, RequestBody, reject_nul
+from app.http.schemas import NUL_FREE, RequestBody, reject_nul
 from app.tasks.models import DESCRIPTION_MAX_LENGTH, TITLE_MAX_LENGTH
 
 # Constraints go straight on `str`, before any validator: pydantic applies Annotated metadata in

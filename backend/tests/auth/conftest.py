@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.core import security
-from app.core.logging import configure_logging
+from app.auth import passwords as security
+from app.observability.logging import configure_logging
 from tests.conftest import PASSWORD, TEST_JWT_SECRET, Account, LogOutput
 
 ME_URL = "/api/auth/me"

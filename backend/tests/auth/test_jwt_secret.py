@@ -1,5 +1,5 @@
 """Where the signing secret comes from: a generated one in development, a real one required in
-production. (The code lives in app.cli and app.core.config; the tests sit with the accounts
+production. (The code lives in app.cli and app.settings; the tests sit with the accounts
 feature they protect.)"""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from app.cli import JWT_SECRET_FILE, _development_jwt_secret
-from app.core.config import MIN_JWT_SECRET_BYTES, Settings, SettingsError, load_settings
+from app.settings import MIN_JWT_SECRET_BYTES, Settings, SettingsError, load_settings
 from tests.auth.conftest import LogCapture
 
 PRODUCTION_URL = "postgresql://app:pw@db.example.test:5432/tasks"

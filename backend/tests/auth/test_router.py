@@ -13,7 +13,7 @@ from pwdlib import PasswordHash
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.core import security
+from app.auth import passwords as security
 from tests.auth.conftest import (
     LOGIN_URL,
     ME_URL,

@@ -9,7 +9,7 @@ from datetime import timedelta
 import jwt
 import pytest
 
-from app.core.security import TokenCodec, TokenError
+from app.auth.tokens import TokenCodec, TokenError
 from tests.auth.conftest import claims_for, craft_token
 from tests.conftest import TEST_JWT_SECRET, make_settings
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from app.core.logging import configure_logging
+from app.observability.logging import configure_logging
 from tests.conftest import LogOutput
 
 

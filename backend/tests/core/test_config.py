@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app.core.config import Settings, SettingsError, load_settings
+from app.settings import Settings, SettingsError, load_settings
 
 PASSWORD = "pw-Zx81q"
 SECRET_32 = "k" * 32

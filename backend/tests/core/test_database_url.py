@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from app.core.database_url import DatabaseUrlError, parse_database_url
+from app.db.url import DatabaseUrlError, parse_database_url
 
 PASSWORD = "pw-Zx81q"
 

@@ -17,8 +17,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.core.db import CLIENT_TIMEOUT_MARGIN_SECONDS, Database, DatabaseStartupError, create_engine
-from app.core.errors import DatabaseUnavailableError, translate_database_error
+from app.db.database import Database
+from app.db.engine import CLIENT_TIMEOUT_MARGIN_SECONDS, create_engine
+from app.db.errors import DatabaseStartupError, DatabaseUnavailableError, translate_database_error
 from app.main import create_app
 from tests.conftest import Account, make_settings
 from tests.core.conftest import LogOutput
@@ -218,10 +219,10 @@ async def test_only_a_connection_idle_past_the_setting_is_pinged(
     )
     sent: list[str] = []
     try:
-        async with database.driver_connection() as connection:
+        async with database.connection() as connection:
             connection.add_query_logger(lambda record: sent.append(record.query))
         for _ in range(5):
-            async with database.driver_connection() as connection:
+            async with database.connection() as connection:
                 await connection.fetchval("SELECT 2")
     finally:
         await database.dispose()
@@ -247,13 +248,13 @@ async def test_a_connection_goes_back_to_the_pool_only_if_its_statement_ended_cl
 ) -> None:
     database = Database.from_settings(make_settings(database_url, db_pool_size=1))
     try:
-        async with database.driver_connection() as connection:
+        async with database.connection() as connection:
             first_pid = await connection.fetchval("SELECT pg_backend_pid()")
         with pytest.raises(raised):
-            async with asyncio.timeout(cancel_after), database.driver_connection() as connection:
+            async with asyncio.timeout(cancel_after), database.connection() as connection:
                 await connection.execute(statement)
 
-        async with database.driver_connection() as connection:
+        async with database.connection() as connection:
             second_pid = await connection.fetchval("SELECT pg_backend_pid()")
     finally:
         await database.dispose()
@@ -269,12 +270,12 @@ async def test_requests_waiting_for_a_connection_get_one_in_order_of_arrival(
     served: list[str] = []
 
     async def query(name: str) -> None:
-        async with database.driver_connection() as connection:
+        async with database.connection() as connection:
             served.append(name)
             await connection.execute("SELECT pg_sleep(0.01)")
 
     try:
-        async with database.driver_connection():
+        async with database.connection():
             waiting = [asyncio.create_task(query(f"waiter-{n}")) for n in range(3)]
             await asyncio.sleep(0.05)  # all three are queued
             # A request that arrives as the connection is handed back (it runs before the
@@ -295,10 +296,10 @@ async def test_waiting_for_a_connection_gives_up_after_the_pool_timeout(
         make_settings(database_url, db_pool_size=1, db_max_overflow=0, db_pool_timeout_seconds=0.3)
     )
     try:
-        async with database.driver_connection():
+        async with database.connection():
             started = time.monotonic()
             with pytest.raises(SATimeoutError):
-                async with database.driver_connection():
+                async with database.connection():
                     pass
             waited = time.monotonic() - started
     finally:

@@ -10,19 +10,16 @@ import pytest
 from asgi_lifespan import LifespanManager
 from sqlalchemy import text
 
-from app.core.db import SessionDep
-from app.core.errors import (
+from app.auth.errors import AuthenticationError, InvalidTokenError, RateLimitedError
+from app.db.deps import DatabaseDep
+from app.db.errors import DatabaseTimeoutError, DatabaseUnavailableError, translate_database_error
+from app.db.statements import compile_statement
+from app.http.errors import (
     AppError,
-    AuthenticationError,
     ConflictError,
-    DatabaseTimeoutError,
-    DatabaseUnavailableError,
-    InvalidTokenError,
     NotFoundError,
     PermissionDeniedError,
-    RateLimitedError,
     ValidationFailedError,
-    translate_database_error,
 )
 from app.main import create_app
 from tests.conftest import make_settings
@@ -52,11 +49,13 @@ async def errors_client(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
     async def crash() -> None:
         raise RuntimeError("internal detail 42")
 
-    async def bad_sql(session: SessionDep) -> None:
-        await session.execute(text("SELECT secret_column FROM no_such_table"))
+    async def bad_sql(database: DatabaseDep) -> None:
+        await database.fetch_value(
+            compile_statement(text("SELECT secret_column FROM no_such_table"))
+        )
 
-    async def slow_sql(session: SessionDep) -> None:
-        await session.execute(text("SELECT pg_sleep(5)"))
+    async def slow_sql(database: DatabaseDep) -> None:
+        await database.fetch_value(compile_statement(text("SELECT pg_sleep(5)")))
 
     app.add_api_route("/test/raise/{name}", raise_app_error)
     app.add_api_route("/test/crash", crash)

@@ -16,8 +16,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.core.logging import configure_logging
 from app.main import create_app
+from app.observability.logging import configure_logging
 from tests.conftest import Account, SignUp, make_settings
 from tests.core.conftest import LogOutput
 

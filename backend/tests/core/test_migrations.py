@@ -19,10 +19,10 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from app.auth import models as _auth_models  # noqa: F401  (registers the table)
-from app.core.config import REPO_ROOT
-from app.core.db import create_engine
-from app.core.migrations import alembic_config, downgrade, upgrade
-from app.core.models import Base
+from app.db.engine import create_engine
+from app.db.migrations import alembic_config, downgrade, upgrade
+from app.db.models import Base
+from app.settings import REPO_ROOT
 from app.tasks import models as _task_models  # noqa: F401  (registers the table)
 from tests.conftest import TEST_JWT_SECRET, make_settings, scratch_database
 

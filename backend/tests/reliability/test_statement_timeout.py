@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from app.core.db import create_engine
+from app.db.engine import create_engine
 from tests.conftest import make_settings
 from tests.processes import PgBouncer, PostgresCluster
 from tests.reliability.conftest import (

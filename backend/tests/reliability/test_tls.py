@@ -17,8 +17,10 @@ import pytest
 from sqlalchemy import text
 from structlog.testing import capture_logs
 
-from app.core.config import Settings
-from app.core.db import Database, DatabaseStartupError, create_engine
+from app.db.database import Database
+from app.db.engine import create_engine
+from app.db.errors import DatabaseStartupError
+from app.settings import Settings
 from tests.conftest import make_settings
 from tests.processes import (
     COMMAND_TIMEOUT_SECONDS,

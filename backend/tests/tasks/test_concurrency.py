@@ -9,7 +9,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.core.db import Database
+from app.db.database import Database
 from app.tasks.repository import TaskRepository
 from tests.conftest import Account
 from tests.tasks.conftest import create_task, task_row

@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 from asgi_lifespan import LifespanManager
 
-from app.core.config import Settings
 from app.main import create_app
+from app.settings import Settings
 from tests.conftest import Account
 from tests.tasks.conftest import create_task
 

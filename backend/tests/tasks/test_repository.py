@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.core.db import Database
+from app.db.database import Database, Row
 from app.tasks.errors import TaskNotFoundError
 from app.tasks.pagination import Cursor
-from app.tasks.repository import TaskRepository, TaskRow
+from app.tasks.repository import TaskRepository
 from tests.conftest import Account
 from tests.tasks.conftest import task_count, task_row
 
@@ -61,7 +61,7 @@ def theirs(database: Database, stranger_id: uuid.UUID, clean_database: None) -> 
 
 
 @pytest.fixture
-async def my_task(mine: TaskRepository) -> TaskRow:
+async def my_task(mine: TaskRepository) -> Row:
     return await mine.create(title="mine", description="private")
 
 
@@ -87,7 +87,7 @@ async def test_create_stamps_the_repositorys_owner(
 
 
 async def test_get_of_another_owners_task_is_not_found(
-    theirs: TaskRepository, my_task: TaskRow
+    theirs: TaskRepository, my_task: Row
 ) -> None:
     with pytest.raises(TaskNotFoundError):
         await theirs.get(my_task["id"])
@@ -99,7 +99,7 @@ async def test_get_of_a_missing_task_is_not_found(mine: TaskRepository) -> None:
 
 
 async def test_list_never_contains_another_owners_tasks(
-    mine: TaskRepository, theirs: TaskRepository, my_task: TaskRow
+    mine: TaskRepository, theirs: TaskRepository, my_task: Row
 ) -> None:
     their_task = await theirs.create(title="theirs")
 
@@ -109,7 +109,7 @@ async def test_list_never_contains_another_owners_tasks(
 
 
 async def test_list_with_a_cursor_from_another_owners_task_stays_scoped(
-    theirs: TaskRepository, my_task: TaskRow
+    theirs: TaskRepository, my_task: Row
 ) -> None:
     cursor = Cursor(created_at=my_task["created_at"], id=my_task["id"])
     later = datetime(2100, 1, 1, tzinfo=UTC)
@@ -121,7 +121,7 @@ async def test_list_with_a_cursor_from_another_owners_task_stays_scoped(
 @pytest.mark.parametrize("write", WRITES)
 async def test_another_owner_cannot_change_the_task(
     theirs: TaskRepository,
-    my_task: TaskRow,
+    my_task: Row,
     engine: AsyncEngine,
     write: Write,
 ) -> None:
@@ -135,7 +135,7 @@ async def test_another_owner_cannot_change_the_task(
 
 @pytest.mark.parametrize("write", WRITES)
 async def test_changing_a_missing_task_is_not_found(
-    mine: TaskRepository, my_task: TaskRow, engine: AsyncEngine, write: Write
+    mine: TaskRepository, my_task: Row, engine: AsyncEngine, write: Write
 ) -> None:
     before = await task_row(engine, my_task["id"])
 
@@ -147,7 +147,7 @@ async def test_changing_a_missing_task_is_not_found(
 
 
 async def test_update_with_no_changes_of_another_owners_task_is_not_found(
-    theirs: TaskRepository, my_task: TaskRow
+    theirs: TaskRepository, my_task: Row
 ) -> None:
     with pytest.raises(TaskNotFoundError):
         await theirs.update(my_task["id"])
@@ -155,7 +155,7 @@ async def test_update_with_no_changes_of_another_owners_task_is_not_found(
 
 @pytest.mark.parametrize("field", ["user_id", "id", "created_at", "updated_at", "completed_at"])
 async def test_update_refuses_fields_other_than_title_description_completed(
-    mine: TaskRepository, my_task: TaskRow, engine: AsyncEngine, field: str
+    mine: TaskRepository, my_task: Row, engine: AsyncEngine, field: str
 ) -> None:
     before = await task_row(engine, my_task["id"])
 
@@ -168,7 +168,7 @@ async def test_update_refuses_fields_other_than_title_description_completed(
 # --- the owner's own tasks ------------------------------------------------------------------
 
 
-async def test_get_returns_the_owners_task(mine: TaskRepository, my_task: TaskRow) -> None:
+async def test_get_returns_the_owners_task(mine: TaskRepository, my_task: Row) -> None:
     task = await mine.get(my_task["id"])
 
     assert (task["id"], task["title"], task["description"]) == (my_task["id"], "mine", "private")
@@ -209,7 +209,7 @@ async def test_list_breaks_created_at_ties_by_id_descending(
 
 
 async def test_update_returns_the_fresh_row(
-    mine: TaskRepository, my_task: TaskRow, engine: AsyncEngine
+    mine: TaskRepository, my_task: Row, engine: AsyncEngine
 ) -> None:
     loaded = await mine.get(my_task["id"])
     updated_before = loaded["updated_at"]
@@ -228,7 +228,7 @@ async def test_update_returns_the_fresh_row(
 
 
 async def test_set_completed_twice_keeps_the_first_completion_time(
-    mine: TaskRepository, my_task: TaskRow, engine: AsyncEngine
+    mine: TaskRepository, my_task: Row, engine: AsyncEngine
 ) -> None:
     first = await mine.set_completed(my_task["id"], True)
     completed_at, updated_at = first["completed_at"], first["updated_at"]
@@ -244,7 +244,7 @@ async def test_set_completed_twice_keeps_the_first_completion_time(
 
 
 async def test_set_completed_false_clears_completed_at(
-    mine: TaskRepository, my_task: TaskRow, engine: AsyncEngine
+    mine: TaskRepository, my_task: Row, engine: AsyncEngine
 ) -> None:
     await mine.set_completed(my_task["id"], True)
 
@@ -257,7 +257,7 @@ async def test_set_completed_false_clears_completed_at(
 
 
 async def test_toggle_flips_completed_and_completed_at(
-    mine: TaskRepository, my_task: TaskRow, engine: AsyncEngine
+    mine: TaskRepository, my_task: Row, engine: AsyncEngine
 ) -> None:
     done = await mine.toggle(my_task["id"])
     assert (done["completed"], done["completed_at"] is not None) == (True, True)
@@ -271,7 +271,7 @@ async def test_toggle_flips_completed_and_completed_at(
 
 
 async def test_delete_removes_the_owners_task(
-    mine: TaskRepository, my_task: TaskRow, engine: AsyncEngine
+    mine: TaskRepository, my_task: Row, engine: AsyncEngine
 ) -> None:
     await mine.delete(my_task["id"])
 

@@ -6,15 +6,16 @@ import uuid
 
 from pydantic import TypeAdapter
 
-from app.core.db import Database
+from app.db.database import Database
 from app.tasks.models import Task
-from app.tasks.repository import TASK_COLUMNS, TaskRepository
+from app.tasks.repository import TaskRepository
 from app.tasks.schemas import TaskRead, task_json, tasks_json
+from app.tasks.statements import TASK_COLUMNS
 from tests.conftest import Account
 
 
 def test_the_repository_selects_exactly_taskreads_fields_in_its_order() -> None:
-    columns = TASK_COLUMNS.split(", ")
+    columns = [column.name for column in TASK_COLUMNS]
 
     assert columns == list(TaskRead.model_fields)
     assert set(columns) == {column.name for column in Task.__table__.columns}

@@ -10,11 +10,11 @@ import limits
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from app.core.database_url import DatabaseTarget, DatabaseUrlError, parse_database_url
+from app.db.url import DatabaseTarget, DatabaseUrlError, parse_database_url
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 MIN_JWT_SECRET_BYTES = 32
-REPO_ROOT = Path(__file__).resolve().parents[3]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class Settings(BaseSettings):
@@ -24,9 +24,8 @@ class Settings(BaseSettings):
 
     # Database. Unset means "development": the run command starts an embedded PostgreSQL.
     database_url: SecretStr | None = None
-    # A pool sized to the concurrency, with no overflow: overflow connections are closed the
-    # moment the pool has pool_size idle ones again, so under load a small pool with a large
-    # overflow opens and closes a PostgreSQL session every few requests (bench/RESULTS.md).
+    # No overflow by default: overflow connections close as soon as pool_size idle ones are
+    # back, so under load a large overflow reconnects every few requests (bench/RESULTS.md).
     db_pool_size: int = Field(20, ge=1, le=1000)
     db_max_overflow: int = Field(0, ge=0, le=1000)
     db_pool_pre_ping: bool = True
@@ -109,8 +108,7 @@ class Settings(BaseSettings):
     @field_validator("cors_origins")
     @classmethod
     def _no_wildcard_origin(cls, value: list[str]) -> list[str]:
-        # Credentials (the Authorization header) are allowed, so a wildcard would hand every
-        # site on the internet the user's session.
+        # Responses are one user's data: the sites allowed to read them are named, never all.
         if "*" in value:
             raise ValueError("'*' is not allowed; list the SPA's origins explicitly")
         return value

@@ -11,8 +11,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from app import __version__
-from app.core.db import Database, DatabaseDep
-from app.core.errors import RETRY_AFTER_SECONDS
+from app.db.database import Database
+from app.db.deps import DatabaseDep
+from app.db.errors import RETRY_AFTER_SECONDS
 
 router = APIRouter(tags=["health"])
 logger = structlog.get_logger("app.health")

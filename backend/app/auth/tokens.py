@@ -1,43 +1,15 @@
-"""Password hashing (argon2id) and JWT encoding/decoding. No domain knowledge here."""
+"""Access tokens: JWTs signed with the configured secret, and a cache of those already verified."""
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-import anyio
-import anyio.to_thread
 import jwt
-from pwdlib import PasswordHash
-from pwdlib.hashers.argon2 import Argon2Hasher
 
-from app.core.config import Settings
-
-_password_hash = PasswordHash((Argon2Hasher(),))
-# Verified against when the email is unknown, so both failures cost one argon2 verification.
-_DUMMY_HASH = _password_hash.hash("timing-equaliser-not-a-real-password")
-
-
-# argon2 takes tens of milliseconds of CPU per call. It runs in threads (off the event loop),
-# at most one per core: more threads would only take CPU time from the loop serving everyone
-# else, so a login flood would slow /health and the task routes with it.
-_hashing_slots = anyio.CapacityLimiter(os.cpu_count() or 1)
-
-
-async def hash_password(password: str) -> str:
-    return await anyio.to_thread.run_sync(_password_hash.hash, password, limiter=_hashing_slots)
-
-
-async def verify_password(password: str, password_hash: str | None) -> bool:
-    """Always one verification, against a dummy hash when there is no user, so an unknown
-    email costs what a wrong password costs."""
-    matches = await anyio.to_thread.run_sync(
-        _password_hash.verify, password, password_hash or _DUMMY_HASH, limiter=_hashing_slots
-    )
-    return matches and password_hash is not None
+from app.settings import Settings
 
 
 class TokenError(Exception):
@@ -58,9 +30,9 @@ class TokenCodec:
     issuer: str | None = None
     audience: str | None = None
     # Tokens already verified, with their expiry: a client sends the same token on every
-    # request, and decoding it again (HMAC, base64, JSON, claim checks) was a tenth of a
-    # request's CPU. Keyed by the whole token, signature included, so only a byte-identical
-    # copy of a token that passed every check can hit; a hit is re-checked against ``exp``.
+    # request, and decoding it again is a noticeable share of a request (bench/RESULTS.md).
+    # Keyed by the whole token, signature included, so only a byte-identical copy of a token
+    # that passed every check can hit; a hit is re-checked against ``exp``.
     verified_cache_size: int = 10_000
     _verified: dict[str, tuple[uuid.UUID, float]] = field(
         default_factory=dict, init=False, repr=False, compare=False

@@ -14,7 +14,7 @@ import limits
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
-from app.core.errors import RateLimitedError
+from app.auth.errors import RateLimitedError
 
 
 class RateLimiter:

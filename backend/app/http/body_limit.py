@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.errors import PayloadTooLargeError, error_response
+from app.http.errors import PayloadTooLargeError
+from app.http.handlers import error_response
 
 
 class BodySizeLimitMiddleware:

@@ -1,4 +1,5 @@
-"""Prometheus metrics: request count and latency by route template, and database pool usage.
+"""Prometheus metrics: request count and latency by route template, database pool usage, and
+the /metrics route that serves them.
 
 Each app has its own registry (tests build several apps in one process). With several uvicorn
 workers every worker serves its own numbers; scrape each worker or aggregate in Prometheus.
@@ -6,16 +7,22 @@ workers every worker serves its own numbers; scrape each worker or aggregate in 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
+from typing import Annotated
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from fastapi import APIRouter, Depends, Request, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy.pool import QueuePool
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.db import Database
+from app.db.database import Database
 
 # Paths that matched no route share one label, so scanners cannot explode the label set.
 UNMATCHED_ROUTE = "<unmatched>"
@@ -76,31 +83,15 @@ class PoolCollector(Collector):
         yield from (size, checked_out, overflow)
 
 
-class MetricsMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
+async def get_metrics(request: Request) -> Metrics:
+    metrics: Metrics = request.app.state.metrics
+    return metrics
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        status = 500
 
-        async def send_recording_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
+router = APIRouter(tags=["operations"])
 
-        try:
-            await self.app(scope, receive, send_recording_status)
-        finally:
-            route = scope.get("route")
-            self.metrics.observe(
-                scope["method"],
-                getattr(route, "path", UNMATCHED_ROUTE),
-                status,
-                time.perf_counter() - start,
-            )
+
+@router.get("/metrics", include_in_schema=False)
+async def serve_metrics(metrics: Annotated[Metrics, Depends(get_metrics)]) -> Response:
+    """The Prometheus text format (enabled by METRICS_ENABLED)."""
+    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

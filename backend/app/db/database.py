@@ -1,0 +1,244 @@
+"""`Database`: the engine's pool, lent out as asyncpg connections that run compiled statements.
+
+The unit-of-work rule lives here, in two shapes:
+
+- ``await database.fetch_one(statement, **values)`` (and ``fetch_all``, ``fetch_value``,
+  ``execute``) runs one statement outside an explicit transaction: the statement is its own
+  transaction, committed before the call returns.
+- ``async with database.transaction() as tx:`` runs several statements on one connection in
+  one transaction, committed when the block ends (so before the route answers); an exception
+  inside rolls all of them back, and a failing commit raises.
+
+Nothing commits anywhere else, and nothing after the response has started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import structlog
+from sqlalchemy import exc, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.util import greenlet_spawn
+
+from app.db.engine import (
+    SET_LOCAL_TIMEOUTS_COMPILED,
+    DriverConnection,
+    behind_pgbouncer,
+    create_engine,
+    local_timeouts,
+    statement_timeout_ms,
+)
+from app.db.errors import DatabaseStartupError, translate_database_error
+from app.db.statements import Statement
+from app.db.url import DatabaseTarget
+from app.settings import Settings
+
+logger = structlog.get_logger("app.db")
+
+Row = asyncpg.Record
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """Statements run inside one open transaction on one connection (`Database.transaction`)."""
+
+    connection: DriverConnection
+
+    async def fetch_one(self, statement: Statement, /, **values: Any) -> Row | None:
+        return await self.connection.fetchrow(statement.sql, *statement.arguments(values))
+
+    async def fetch_all(self, statement: Statement, /, **values: Any) -> list[Row]:
+        return await self.connection.fetch(statement.sql, *statement.arguments(values))
+
+    async def fetch_value(self, statement: Statement, /, **values: Any) -> Any:
+        return await self.connection.fetchval(statement.sql, *statement.arguments(values))
+
+    async def execute(self, statement: Statement, /, **values: Any) -> str:
+        return await self.connection.execute(statement.sql, *statement.arguments(values))
+
+
+@dataclass
+class Database:
+    engine: AsyncEngine
+    target: DatabaseTarget
+    # First come, first served admission to the pool (see _admit), sized to the pool, and how
+    # long a request may wait for it.
+    admission: asyncio.Semaphore
+    admission_timeout_seconds: float
+    # Behind PgBouncer every block on a connection is a transaction that first sets the
+    # timeouts locally (engine.SET_LOCAL_TIMEOUTS); None elsewhere.
+    pgbouncer_timeouts: dict[str, str] | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Database:
+        target = settings.database
+        return cls(
+            engine=create_engine(settings, target),
+            target=target,
+            admission=asyncio.Semaphore(settings.db_pool_size + settings.db_max_overflow),
+            admission_timeout_seconds=settings.db_pool_timeout_seconds,
+            pgbouncer_timeouts=(
+                local_timeouts(statement_timeout_ms(settings))
+                if behind_pgbouncer(settings, target)
+                else None
+            ),
+        )
+
+    async def fetch_one(self, statement: Statement, /, **values: Any) -> Row | None:
+        """Run one statement as its own transaction; its first row, if any."""
+        arguments = statement.arguments(values)
+        async with self.connection() as connection:
+            return await connection.fetchrow(statement.sql, *arguments)
+
+    async def fetch_all(self, statement: Statement, /, **values: Any) -> list[Row]:
+        """Run one statement as its own transaction; all its rows."""
+        arguments = statement.arguments(values)
+        async with self.connection() as connection:
+            return await connection.fetch(statement.sql, *arguments)
+
+    async def fetch_value(self, statement: Statement, /, **values: Any) -> Any:
+        """Run one statement as its own transaction; the first column of its first row."""
+        arguments = statement.arguments(values)
+        async with self.connection() as connection:
+            return await connection.fetchval(statement.sql, *arguments)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        """One transaction on one connection for several statements; committed when the block
+        ends without an exception, rolled back otherwise."""
+        async with self.connection(transaction=True) as connection:
+            yield Transaction(connection)
+
+    @asynccontextmanager
+    async def connection(self, *, transaction: bool = False) -> AsyncIterator[DriverConnection]:
+        """A connection from the engine's pool as the asyncpg driver sees it: the hot path runs
+        compiled statements on it, without SQLAlchemy's execution layer (bench/RESULTS.md).
+
+        Without ``transaction`` each statement commits on its own; with it the block is one
+        transaction. It goes back to the pool when the block ends (discarded if unusable).
+        """
+        await self._admit()
+        try:
+            async with self._pooled_connection(transaction) as connection:
+                yield connection
+        finally:
+            self.admission.release()
+
+    async def _admit(self) -> None:
+        """Wait for a pool slot in order of arrival, for at most the pool timeout.
+
+        SQLAlchemy's own queue wakes the longest waiter when a connection comes back, but a
+        request arriving meanwhile takes it first and the waiter queues again at the back, so
+        under load a few requests starved; asyncio's Semaphore serves waiters strictly in
+        order (bench/RESULTS.md has the p99 before and after).
+        """
+        if not self.admission.locked():
+            await self.admission.acquire()  # free: no timer to arm and cancel
+            return
+        try:
+            async with asyncio.timeout(self.admission_timeout_seconds):
+                await self.admission.acquire()
+        except TimeoutError:
+            # The pool's own timeout, as a checkout from it would have raised it (503).
+            raise exc.TimeoutError("no pooled connection became free in time") from None
+
+    @asynccontextmanager
+    async def _pooled_connection(self, transaction: bool) -> AsyncIterator[DriverConnection]:
+        try:
+            pooled = await self.engine.raw_connection()
+        except self.engine.dialect.loaded_dbapi.Error as error:
+            # SQLAlchemy's adapter wraps connect failures; translate_database_error reads
+            # the driver's own error.
+            raise (error.__cause__ or error) from None
+        connection: DriverConnection = pooled.driver_connection  # type: ignore[assignment]
+        reusable = False
+        try:
+            if self.pgbouncer_timeouts is None and not transaction:
+                yield connection
+            else:
+                async with connection.transaction():
+                    if self.pgbouncer_timeouts is not None:
+                        await connection.execute(
+                            SET_LOCAL_TIMEOUTS_COMPILED.sql,
+                            *SET_LOCAL_TIMEOUTS_COMPILED.arguments(self.pgbouncer_timeouts),
+                        )
+                    yield connection
+            reusable = True
+        except asyncpg.PostgresError as error:
+            # An ERROR ends the statement and leaves the session as it was; a FATAL (the server
+            # shutting down, the backend terminated) ends the session, even if the driver has
+            # not yet read the socket's close. Client-side errors carry no severity.
+            reusable = getattr(error, "severity", None) == "ERROR"
+            raise
+        finally:
+            # Anything else (cancelled or timed out mid-statement, the connection lost) leaves
+            # the connection in a state nobody should inherit: closed instead of pooled.
+            try:
+                if not reusable or connection.is_closed():
+                    await greenlet_spawn(pooled.invalidate)
+            finally:
+                await greenlet_spawn(pooled.close)
+
+    async def ping(self) -> float:
+        """Round-trip ``SELECT 1`` through the engine; returns the latency in milliseconds."""
+        start = time.perf_counter()
+        async with self.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+        return (time.perf_counter() - start) * 1000
+
+    async def wait_until_ready(self, deadline_seconds: float) -> None:
+        """Retry ``SELECT 1`` with capped exponential backoff until it answers or time is up,
+        so `docker compose up` may start the API before PostgreSQL accepts connections."""
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + deadline_seconds
+        delay = 0.25
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                async with asyncio.timeout(max(0.5, give_up_at - loop.time())):
+                    await self.ping()
+                return
+            except Exception as exc:
+                where = f"{self.target.host_label}, database '{self.target.database}'"
+                cause = _describe_cause(exc)
+                if translate_database_error(exc) is None:
+                    # Bad password, missing database...: retrying will not help.
+                    raise DatabaseStartupError(
+                        f"Database at {where} rejected the connection: {cause}"
+                    ) from None
+                remaining = give_up_at - loop.time()
+                if remaining <= 0:
+                    raise DatabaseStartupError(
+                        f"Database unreachable at {where} after {deadline_seconds:g}s "
+                        f"({attempt} attempts): {cause}"
+                    ) from None
+                logger.warning("database_not_ready", attempt=attempt, retry_in_s=delay)
+                await asyncio.sleep(min(delay, remaining))
+                delay = min(delay * 2, 5.0)
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def _describe_cause(exc: BaseException) -> str:
+    """The driver's exception behind SQLAlchemy's wrapper: its class, and for an error the
+    server sent (e.g. 'database "x" does not exist') its message, which never holds the
+    password. Other messages may quote the URL, so they are left out."""
+    orig = getattr(exc, "orig", None) or exc
+    driver_error = orig.__cause__ or orig
+    name = type(driver_error).__name__
+    if getattr(driver_error, "sqlstate", None):
+        return f"{name}: {driver_error}"
+    if isinstance(driver_error, ssl.SSLCertVerificationError):
+        # e.g. "unable to get local issuer certificate", "Hostname mismatch, ..."
+        return f"{name}: {driver_error.verify_message}"
+    return name

@@ -1,0 +1,157 @@
+"""The async engine: its pool, connect arguments, and the checks and timeouts on each checkout.
+
+Nothing is created at import time: `Database.from_settings` (and the CLI, tests, the bench)
+build an engine from settings, so each has its own pool.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, TypeAlias
+
+import asyncpg
+import structlog
+from sqlalchemy import bindparam, event, exc, func, literal_column, select, true
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.util import await_
+
+from app.db.statements import compile_statement
+from app.db.url import DatabaseTarget
+from app.settings import Settings
+
+logger = structlog.get_logger("app.db")
+
+# Generic only in asyncpg's type stubs, so a string for the runtime.
+DriverConnection: TypeAlias = "asyncpg.Connection[asyncpg.Record]"
+
+# The client-side backstop fires a little after the server's statement_timeout, so a query
+# on a connection whose server vanished (packets black-holed) cannot wait forever.
+CLIENT_TIMEOUT_MARGIN_SECONDS = 2.0
+IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000
+_RETURNED_AT = "returned_to_pool_at"
+
+# Behind a transaction-pooling PgBouncer the timeouts cannot be startup parameters: each
+# transaction sets them locally (set_config(..., true) is SET LOCAL, which ends with the
+# transaction and never leaks to the next client of the server connection). One statement,
+# because a prepared statement cannot hold two commands.
+SET_LOCAL_TIMEOUTS = select(
+    func.set_config(literal_column("'statement_timeout'"), bindparam("statement_timeout"), true()),
+    func.set_config(
+        literal_column("'idle_in_transaction_session_timeout'"), bindparam("idle_timeout"), true()
+    ),
+)
+SET_LOCAL_TIMEOUTS_COMPILED = compile_statement(SET_LOCAL_TIMEOUTS)
+
+
+def local_timeouts(statement_timeout_ms: int) -> dict[str, str]:
+    """The values SET_LOCAL_TIMEOUTS binds."""
+    return {
+        "statement_timeout": str(statement_timeout_ms),
+        "idle_timeout": str(IDLE_IN_TRANSACTION_TIMEOUT_MS),
+    }
+
+
+def behind_pgbouncer(settings: Settings, target: DatabaseTarget) -> bool:
+    return settings.db_pgbouncer or target.pgbouncer
+
+
+def statement_timeout_ms(settings: Settings) -> int:
+    return int(settings.db_statement_timeout_seconds * 1000)
+
+
+def _unique_statement_name() -> str:
+    return f"__asyncpg_{uuid.uuid4().hex}__"
+
+
+def create_engine(settings: Settings, target: DatabaseTarget | None = None) -> AsyncEngine:
+    target = target or settings.database
+    timeout_ms = statement_timeout_ms(settings)
+    pgbouncer = behind_pgbouncer(settings, target)
+    server_settings = {"application_name": target.application_name or "taskapi"}
+    if not pgbouncer:
+        # Startup parameters; a transaction-pooling PgBouncer rejects them (SET_LOCAL_TIMEOUTS).
+        server_settings["statement_timeout"] = str(timeout_ms)
+        server_settings["idle_in_transaction_session_timeout"] = str(IDLE_IN_TRANSACTION_TIMEOUT_MS)
+    connect_args: dict[str, Any] = {
+        "timeout": target.connect_timeout or settings.db_connect_timeout_seconds,
+        "command_timeout": settings.db_statement_timeout_seconds + CLIENT_TIMEOUT_MARGIN_SECONDS,
+        "server_settings": server_settings,
+    }
+    ssl_argument = target.ssl_argument()
+    if ssl_argument is not None:
+        connect_args["ssl"] = ssl_argument
+    if pgbouncer:
+        # Prepared statements do not survive PgBouncer handing the server connection to
+        # another client between transactions: no cache, and never-reused statement names.
+        # (statement_cache_size is asyncpg's own cache, prepared_statement_cache_size is
+        # SQLAlchemy's adapter cache; both are connect() keywords, not engine options.)
+        connect_args["statement_cache_size"] = 0
+        connect_args["prepared_statement_cache_size"] = 0
+        connect_args["prepared_statement_name_func"] = _unique_statement_name
+    for warning in target.warnings:
+        logger.warning("database_url_warning", detail=warning)
+
+    # SQLAlchemy's own pre-ping on asyncpg is BEGIN; ";"; ROLLBACK: three round trips per
+    # checkout. Outside PgBouncer (which is why it wraps the ping in a transaction) our own
+    # check does with none on the hot path (see _check_on_checkout).
+    own_check = settings.db_pool_pre_ping and not pgbouncer
+    engine = create_async_engine(
+        target.url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_pre_ping=settings.db_pool_pre_ping and pgbouncer,
+        pool_recycle=settings.db_pool_recycle_seconds,
+        pool_timeout=settings.db_pool_timeout_seconds,
+        connect_args=connect_args,
+        # Bound parameters never appear in error messages (they may hold user data).
+        hide_parameters=True,
+    )
+    if pgbouncer:
+        _set_local_timeouts(engine, timeout_ms)
+    if own_check:
+        _check_on_checkout(
+            engine,
+            ping_timeout=settings.db_connect_timeout_seconds,
+            ping_after_idle=settings.db_pool_pre_ping_idle_seconds,
+        )
+    return engine
+
+
+def _check_on_checkout(engine: AsyncEngine, ping_timeout: float, ping_after_idle: float) -> None:
+    """Pessimistic disconnect handling at (almost) no cost per request.
+
+    A backend that was killed or restarted closes its socket, and asyncpg, which keeps
+    reading while the connection sits in the pool, marks the connection closed: that is a
+    local check. Only a connection that sat unused for longer than ``ping_after_idle`` seconds
+    also gets a simple-protocol ``SELECT 1``, for the deaths no socket reports (a dropped NAT
+    entry, a host gone without a FIN). Under load connections come back within milliseconds,
+    so the busy pool never pings (a round trip per request is costly: bench/RESULTS.md).
+    A connection that fails either check is discarded and the pool hands out a fresh one.
+    """
+    pool = engine.sync_engine.pool
+
+    @event.listens_for(pool, "checkin")
+    def _note_return(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_RETURNED_AT] = time.monotonic()
+
+    @event.listens_for(pool, "checkout")
+    def _check(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        driver: DriverConnection = dbapi_connection.driver_connection
+        if driver.is_closed():
+            raise exc.DisconnectionError("connection closed while in the pool")
+        returned_at = record.info.get(_RETURNED_AT)
+        if returned_at is None or time.monotonic() - returned_at <= ping_after_idle:
+            return  # just opened, or used a moment ago
+        try:
+            await_(driver.execute("SELECT 1", timeout=ping_timeout))
+        except Exception as error:
+            raise exc.DisconnectionError("connection failed its pre-ping") from error
+
+
+def _set_local_timeouts(engine: AsyncEngine, timeout_ms: int) -> None:
+    values = local_timeouts(timeout_ms)
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _apply(connection: Any) -> None:
+        connection.execute(SET_LOCAL_TIMEOUTS, values)

@@ -1,0 +1,108 @@
+"""The one place that turns errors into HTTP responses.
+
+Tracebacks, SQL and driver messages go to the log only; clients get the `AppError` body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.db.errors import DATABASE_ERROR_TYPES, translate_database_error
+from app.http.errors import AppError, PayloadTooLargeError, ValidationFailedError
+
+logger = structlog.get_logger("app.errors")
+
+
+def error_response(error: AppError) -> JSONResponse:
+    body: dict[str, Any] = {"detail": error.detail, "code": error.code}
+    if isinstance(error, ValidationFailedError):
+        # Every 422 has the same shape, whichever layer refused the input.
+        body["errors"] = [{"loc": list(error.location), "msg": error.detail, "type": error.code}]
+    return JSONResponse(body, status_code=error.status_code, headers=error.headers)
+
+
+async def _handle_app_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)
+    return error_response(exc)
+
+
+async def _handle_http_exception(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:
+        # FastAPI's answer to a body it cannot decode (e.g. not UTF-8): bad input like any
+        # other malformed body, so the same 422 as invalid JSON.
+        return error_response(ValidationFailedError("Request body is not valid JSON"))
+    codes = {404: "not_found", 405: "method_not_allowed", 413: PayloadTooLargeError.code}
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
+    return JSONResponse(
+        {"detail": exc.detail, "code": codes.get(exc.status_code, "http_error")},
+        status_code=exc.status_code,
+        headers=headers,
+    )
+
+
+def _allowed_methods(request: Request) -> str | None:
+    """Every documented method of the path, not just the first route Starlette matched
+    (FastAPI has one route per method, so Starlette's own Allow lists only one)."""
+    route = request.scope.get("route")
+    paths = request.app.openapi().get("paths", {})
+    operations = paths.get(getattr(route, "path", None), {})
+    methods = sorted(method.upper() for method in operations if method != "parameters")
+    return ", ".join(methods) or None
+
+
+async def _handle_validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [_summarise(error) for error in exc.errors()]
+    first = errors[0] if errors else None
+    detail = (
+        f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+        if first
+        else ValidationFailedError.message
+    )
+    return JSONResponse(
+        {"detail": detail, "code": ValidationFailedError.code, "errors": errors},
+        status_code=422,
+    )
+
+
+def _summarise(error: Mapping[str, Any]) -> dict[str, Any]:
+    # Only location, message and type: pydantic's "input" and "ctx" may echo a password.
+    loc: Sequence[str | int] = error.get("loc", ())
+    return {"loc": list(loc), "msg": str(error.get("msg", "")), "type": str(error.get("type"))}
+
+
+async def _handle_database_error(request: Request, exc: Exception) -> JSONResponse:
+    error = translate_database_error(exc)
+    if error is None:
+        return await _handle_unexpected(request, exc)
+    logger.warning(
+        "database_error",
+        error_code=error.code,
+        error_type=type(exc).__name__,
+        error=str(getattr(exc, "orig", exc))[:500],
+    )
+    return error_response(error)
+
+
+async def _handle_unexpected(_: Request, exc: Exception) -> JSONResponse:
+    logger.error("unhandled_error", exc_info=exc)
+    return error_response(AppError())
+
+
+def register_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AppError, _handle_app_error)
+    app.add_exception_handler(StarletteHTTPException, _handle_http_exception)
+    app.add_exception_handler(RequestValidationError, _handle_validation_error)
+    for database_error in DATABASE_ERROR_TYPES:
+        app.add_exception_handler(database_error, _handle_database_error)
+    app.add_exception_handler(Exception, _handle_unexpected)

@@ -1,0 +1,83 @@
+"""The request observer (pure ASGI): one clock and one status capture per request for both the
+access line and the metrics, the request id bound to every log line and echoed back, and the
+last-resort 500 for an exception nothing else handled."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.http.errors import AppError
+from app.http.handlers import error_response
+from app.observability.metrics import UNMATCHED_ROUTE, Metrics
+
+REQUEST_ID_HEADER = b"x-request-id"
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+access_logger = structlog.get_logger("app.access")
+error_logger = structlog.get_logger("app.errors")
+
+
+class RequestObserverMiddleware:
+    def __init__(self, app: ASGIApp, metrics: Metrics | None = None) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _incoming_request_id(scope) or secrets.token_hex(16)
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        start = time.perf_counter()
+        status = 500
+        response_started = False
+
+        async def send_observed(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                response_started = True
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (REQUEST_ID_HEADER, request_id.encode()),
+                ]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_observed)
+        except Exception:
+            # Handled here, not by Starlette's outermost error middleware, so the traceback
+            # line still carries request_id and the 500 still gets X-Request-ID.
+            error_logger.error("unhandled_error", exc_info=True)
+            if response_started:
+                raise  # too late for an error response; the server closes the connection
+            await error_response(AppError())(scope, receive, send_observed)
+        finally:
+            seconds = time.perf_counter() - start
+            route = getattr(scope.get("route"), "path", None)
+            access_logger.info(
+                "request",
+                method=scope["method"],
+                path=scope["path"],
+                route=route,
+                status=status,
+                duration_ms=round(seconds * 1000, 2),
+            )
+            if self.metrics is not None:
+                self.metrics.observe(scope["method"], route or UNMATCHED_ROUTE, status, seconds)
+            structlog.contextvars.clear_contextvars()
+
+
+def _incoming_request_id(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == REQUEST_ID_HEADER:
+            candidate = value.decode("latin-1")
+            # Only well-formed ids are echoed: a header is no place for log injection.
+            return candidate if _VALID_REQUEST_ID.match(candidate) else None
+    return None
