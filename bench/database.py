@@ -26,6 +26,7 @@ from app.db.engine import create_engine
 from app.db.migrations import upgrade
 from app.db.url import parse_database_url
 from app.settings import load_settings
+from app.tasks.statements import TASK_COLUMNS
 
 READERS = 1000
 WRITERS = 200
@@ -168,30 +169,20 @@ async def _seed(
         for number, task_id in enumerate(user.task_ids):
             created_at = start + timedelta(minutes=number)
             completed = number % 3 == 0
-            records.append(
-                (
-                    task_id,
-                    user.id,
-                    f"Task {number}: write the quarterly report section",
-                    "Collect the figures, draft the text and send it for review.",
-                    completed,
-                    created_at + timedelta(hours=1) if completed else None,
-                    created_at,
-                    created_at,
-                )
-            )
+            task = {
+                "id": task_id,
+                "user_id": user.id,
+                "title": f"Task {number}: write the quarterly report section",
+                "description": "Collect the figures, draft the text and send it for review.",
+                "completed": completed,
+                "completed_at": created_at + timedelta(hours=1) if completed else None,
+                "created_at": created_at,
+                "updated_at": created_at,
+            }
+            records.append(tuple(task[column.name] for column in TASK_COLUMNS))
     await connection.copy_records_to_table(
         "tasks",
-        columns=[
-            "id",
-            "user_id",
-            "title",
-            "description",
-            "completed",
-            "completed_at",
-            "created_at",
-            "updated_at",
-        ],
+        columns=[column.name for column in TASK_COLUMNS],
         records=records,
     )
 

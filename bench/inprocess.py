@@ -182,8 +182,8 @@ async def _ladder_app(rung: str) -> tuple[Asgi, Callable[[], Awaitable[None]]]:
     from app.db.url import parse_database_url  # noqa: PLC0415
     from app.tasks.models import Task  # noqa: PLC0415
     from app.tasks.schemas import TaskRead  # noqa: PLC0415
+    from app.tasks.statements import GET_TASK  # noqa: PLC0415
     from bench.database import asyncpg_dsn  # noqa: PLC0415
-    from bench.reference import GET_SQL  # noqa: PLC0415
 
     url = os.environ["DATABASE_URL"]
     pool = await asyncpg.create_pool(asyncpg_dsn(url), min_size=5, max_size=20)
@@ -204,7 +204,11 @@ async def _ladder_app(rung: str) -> tuple[Asgi, Callable[[], Awaitable[None]]]:
 
         @app.get(route)
         async def get_task(user_id: uuid.UUID, task_id: uuid.UUID) -> Response:
-            return json_response(await pool.fetchrow(GET_SQL, task_id, user_id))
+            return json_response(
+                await pool.fetchrow(
+                    GET_TASK.sql, *GET_TASK.arguments({"owner_id": user_id, "task_id": task_id})
+                )
+            )
 
     elif rung in (LADDER[1], LADDER[2]):
         validated = rung == LADDER[2]
@@ -216,7 +220,9 @@ async def _ladder_app(rung: str) -> tuple[Asgi, Callable[[], Awaitable[None]]]:
                     raise HTTPException(401)
                 if me != user_id:
                     raise HTTPException(403)
-                row = await connection.fetchrow(GET_SQL, task_id, user_id)
+                row = await connection.fetchrow(
+                    GET_TASK.sql, *GET_TASK.arguments({"owner_id": user_id, "task_id": task_id})
+                )
             return dict(row) if validated else json_response(row)
 
     elif rung == LADDER[3]:

@@ -98,15 +98,15 @@ SUSPECTS: list[tuple[str, Callable[[Frame], bool]]] = [
             or f[0].startswith("StdoutLogger.")
         ),
     ),
-    ("  of which the access line (RequestContextMiddleware)", lambda f: False),  # filled below
+    ("  of which the access line (RequestObserverMiddleware)", lambda f: False),  # filled below
     (
         "auth: bearer token + path owner (BearerTokenSubject, require_path_owner)",
         lambda f: f[0].endswith(("BearerTokenSubject.__call__", "require_path_owner")),
     ),
     ("  JWT decode and verify (PyJWT; a cache miss)", _has("/jwt/")),
     (
-        "  account check after a statement found nothing (ensure_account_exists)",
-        lambda f: f[0].endswith("ensure_account_exists"),
+        "  account check after a statement found nothing (UserRepository.ensure_exists)",
+        lambda f: f[0].endswith("ensure_exists"),
     ),
     (
         "task repository calls (pool checkout + statement + rows)",
@@ -178,11 +178,11 @@ def summarise(stacks: list[Stack], top: int = 25) -> str:
         for label, matches in SUSPECTS:
             if any(matches(frame) for frame in stack.frames):
                 suspects[label] += stack.count
-        # The access line: logging under RequestContextMiddleware.__call__ itself, not under
+        # The access line: logging under RequestObserverMiddleware.__call__ itself, not under
         # the app it wraps.
         tail = _after_middleware(stack.frames)
         if tail and ("/structlog/" in tail[0][1] or "/logging/" in tail[0][1]):
-            suspects["  of which the access line (RequestContextMiddleware)"] += stack.count
+            suspects["  of which the access line (RequestObserverMiddleware)"] += stack.count
 
     def pct(count: int) -> str:
         return f"{100 * count / total:.1f}%"
@@ -210,7 +210,7 @@ def summarise(stacks: list[Stack], top: int = 25) -> str:
 
 def _after_middleware(frames: tuple[Frame, ...]) -> tuple[Frame, ...]:
     for index, (func, path) in enumerate(frames):
-        if func.endswith("__call__") and path.endswith("app/core/logging.py"):
+        if func.endswith("__call__") and path.endswith("app/observability/observer.py"):
             return frames[index + 1 :]
     return ()
 

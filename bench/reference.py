@@ -1,7 +1,8 @@
 """The yardstick: a bare ASGI callable on an asyncpg pool, no framework, no auth, no logging.
 
-It answers the four benchmark routes with the same SQL the service runs (same tables, same
-indexes, same ``LIMIT 101`` page), serialised with orjson. The table in bench/RESULTS.md shows
+It answers the four benchmark routes with the statements the service runs (imported from
+`app.tasks.statements`, the same compiled SQL, with a ``LIMIT 101`` page), serialised with
+orjson. The table in bench/RESULTS.md shows
 the service as a fraction of this app's req/s, measured in the same sitting, so the ratio says
 what the full stack (routing, JWT auth, validation, ORM, logging) costs over the raw driver.
 
@@ -22,22 +23,12 @@ from typing import Any
 import asyncpg
 import orjson
 
+from app.db.statements import Statement
 from app.db.url import parse_database_url
 from app.settings import Settings
+from app.tasks.statements import CREATE_TASK, GET_TASK, LIST_TASKS, TOGGLE_TASK
 
-COLUMNS = "id, user_id, title, description, completed, completed_at, created_at, updated_at"
-LIST_SQL = (
-    f"SELECT {COLUMNS} FROM tasks WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT 101"
-)
-GET_SQL = f"SELECT {COLUMNS} FROM tasks WHERE id = $1 AND user_id = $2"
-CREATE_SQL = (
-    f"INSERT INTO tasks (user_id, title, description) VALUES ($1, $2, $3) RETURNING {COLUMNS}"
-)
-TOGGLE_SQL = (
-    "UPDATE tasks SET completed = NOT completed, "
-    "completed_at = CASE WHEN completed THEN NULL ELSE now() END "
-    f"WHERE id = $1 AND user_id = $2 RETURNING {COLUMNS}"
-)
+LIST_SQL = LIST_TASKS[False, False]
 PAGE_SIZE = 100
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
@@ -80,6 +71,14 @@ async def _read_body(receive: Any) -> bytes:
             return b"".join(chunks)
 
 
+async def _one_task(statement: Statement, user_id: uuid.UUID, task_id: uuid.UUID) -> bytes:
+    assert _pool is not None
+    row = await _pool.fetchrow(
+        statement.sql, *statement.arguments({"owner_id": user_id, "task_id": task_id})
+    )
+    return orjson.dumps(dict(row), default=str) if row is not None else b""
+
+
 async def _lifespan(receive: Any, send: Any) -> None:
     global _pool  # noqa: PLW0603  (one pool per process, like the service's engine)
     while True:
@@ -116,7 +115,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
     status = 200
     if task_id is None and method == "GET":
-        rows = await _pool.fetch(LIST_SQL, user_id)
+        rows = await _pool.fetch(
+            LIST_SQL.sql, *LIST_SQL.arguments({"owner_id": user_id, "limit": PAGE_SIZE + 1})
+        )
         body = orjson.dumps([dict(row) for row in rows[:PAGE_SIZE]], default=str)
     elif task_id is None and method == "POST":
         try:
@@ -126,14 +127,13 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
             await _respond(send, 422, b'{"detail":"Invalid body"}')
             return
-        row = await _pool.fetchrow(CREATE_SQL, user_id, title, description)
+        values = {"owner_id": user_id, "title": title, "description": description}
+        row = await _pool.fetchrow(CREATE_TASK.sql, *CREATE_TASK.arguments(values))
         body, status = orjson.dumps(dict(row), default=str), 201
     elif len(parts) == 5 and method == "GET":
-        row = await _pool.fetchrow(GET_SQL, task_id, user_id)
-        body = orjson.dumps(dict(row), default=str) if row is not None else b""
+        body = await _one_task(GET_TASK, user_id, task_id)
     elif len(parts) == 6 and parts[5] == "complete" and method == "PATCH":
-        row = await _pool.fetchrow(TOGGLE_SQL, task_id, user_id)
-        body = orjson.dumps(dict(row), default=str) if row is not None else b""
+        body = await _one_task(TOGGLE_TASK, user_id, task_id)
     else:
         await _respond(send, 404, _NOT_FOUND)
         return

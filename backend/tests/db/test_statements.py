@@ -1,0 +1,149 @@
+"""Statements compiled once from the tables: constant SQL, parameters bound by name."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy import bindparam, column, func, select, table
+
+from app.auth import statements as auth_statements
+from app.db.database import Database
+from app.db.statements import Statement, compile_statement
+from app.tasks import statements as task_statements
+
+things = table("things", column("a"), column("b"), column("c"))
+
+
+def test_a_statement_compiles_to_numbered_placeholders_in_the_order_of_its_names() -> None:
+    statement = compile_statement(
+        select(things.c.a).where(
+            things.c.b == bindparam("second"),
+            things.c.a == bindparam("first"),
+            things.c.c == bindparam("second"),  # used twice: one placeholder
+        )
+    )
+
+    assert statement.parameters == ("second", "first")
+    assert "$1" in statement.sql
+    assert "$2" in statement.sql
+    assert "$3" not in statement.sql
+    assert statement.arguments({"first": 1, "second": 2}) == (2, 1)
+
+
+def test_a_statement_without_parameters_takes_no_arguments() -> None:
+    statement = compile_statement(select(func.now()))
+
+    assert statement.parameters == ()
+    assert statement.arguments({}) == ()
+    with pytest.raises(TypeError):
+        statement.arguments({"unused": 1})
+
+
+def test_a_single_parameter_is_still_one_positional_argument() -> None:
+    statement = compile_statement(select(things.c.a).where(things.c.a == bindparam("a")))
+
+    assert statement.arguments({"a": (1, 2)}) == ((1, 2),)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        pytest.param({"first": 1}, id="missing"),
+        pytest.param({"first": 1, "second": 2, "owner_id": 3}, id="one-too-many"),
+        pytest.param({"first": 1, "other": 2}, id="misnamed"),
+    ],
+)
+def test_arguments_refuse_anything_but_exactly_the_statements_names(
+    values: dict[str, int],
+) -> None:
+    statement = compile_statement(
+        select(things.c.a).where(
+            things.c.a == bindparam("first"), things.c.b == bindparam("second")
+        )
+    )
+
+    with pytest.raises(TypeError, match="statement takes"):
+        statement.arguments(values)
+
+
+def test_a_value_fixed_when_the_statement_is_built_is_refused() -> None:
+    with pytest.raises(ValueError, match="bound at build time"):
+        compile_statement(select(things.c.a).where(things.c.a == 5))
+
+
+def test_an_expanding_parameter_is_refused() -> None:
+    expanding = bindparam("ids", expanding=True)
+    with pytest.raises(ValueError, match="per-call compilation"):
+        compile_statement(select(things.c.a).where(things.c.a.in_(expanding)))
+
+
+@given(st.dictionaries(st.sampled_from(["a", "b", "c", "d"]), st.integers(), max_size=4))
+def test_arguments_are_the_values_in_placeholder_order_or_refused(values: dict[str, int]) -> None:
+    statement = Statement(sql="SELECT $1, $2, $3", parameters=("c", "a", "b"))
+
+    if set(values) == {"a", "b", "c"}:
+        assert statement.arguments(values) == (values["c"], values["a"], values["b"])
+    else:
+        with pytest.raises(TypeError):
+            statement.arguments(values)
+
+
+def _task_statements() -> list[Statement]:
+    return [
+        task_statements.GET_TASK,
+        task_statements.CREATE_TASK,
+        task_statements.TOGGLE_TASK,
+        task_statements.DELETE_TASK,
+        *task_statements.LIST_TASKS.values(),
+        *task_statements.UPDATE_TASK.values(),
+    ]
+
+
+def test_every_task_statement_is_scoped_to_an_owner() -> None:
+    """The repository binds owner_id to every statement, and a statement that does not use it
+    would be refused: each must filter on (or write) the owner."""
+    for statement in _task_statements():
+        assert "owner_id" in statement.parameters, statement.sql
+        assert "tasks.user_id = $" in statement.sql or "INSERT INTO tasks (user_id" in statement.sql
+
+
+def test_no_account_statement_returns_the_password_hash_except_the_login_lookup() -> None:
+    for name in ("CREATE_USER", "GET_USER"):
+        statement: Statement = getattr(auth_statements, name)
+        assert "password_hash" not in statement.sql.split("RETURNING")[-1].split("FROM")[0]
+    assert "users.password_hash" in auth_statements.GET_CREDENTIALS.sql
+
+
+async def test_every_compiled_statement_is_accepted_by_postgresql(database: Database) -> None:
+    """Prepared (not run) on the migrated schema: a column the migrations do not have, or SQL
+    the server refuses, fails here rather than on a request."""
+    statements = [
+        *_task_statements(),
+        auth_statements.CREATE_USER,
+        auth_statements.GET_USER,
+        auth_statements.GET_CREDENTIALS,
+        auth_statements.USER_EXISTS,
+    ]
+    async with database.connection() as connection:
+        for statement in statements:
+            prepared = await connection.prepare(statement.sql)
+            assert len(prepared.get_parameters()) == len(statement.parameters), statement.sql
+
+
+async def test_the_task_list_statement_runs_with_every_filter(
+    database: Database, clean_database: None
+) -> None:
+    statement = task_statements.LIST_TASKS[True, True]
+    rows = await database.fetch_all(
+        statement,
+        owner_id=uuid.uuid4(),
+        completed=False,
+        after_created_at=datetime.now(UTC),
+        after_id=uuid.uuid4(),
+        limit=5,
+    )
+    assert rows == []
