@@ -33,7 +33,6 @@ from typing import Annotated, Any
 import jwt
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 
-from bench.database import fresh_database, prepare, server_url_from_environment
 from bench.load import WORKLOADS, log
 from bench.processes import REPO_ROOT
 
@@ -308,6 +307,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         _child(args.child, workloads, args.requests)
         return 0
+
+    # Imported here, not at the top: the service's child process may run another commit's app
+    # (--app-path), which bench.database's imports of the current app would not find.
+    from bench.database import fresh_database, prepare, server_url_from_environment  # noqa: PLC0415
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     out = REPO_ROOT / "bench" / "out"
