@@ -10,11 +10,11 @@ NAME_MAX_LENGTH = 100
 
 
 class User(UUIDPrimaryKey, Timestamps, Base):
+    """An account: who may sign in, and the owner of every task."""
+
     __tablename__ = "users"
-    __table_args__ = (
-        # Emails are stored lowercased, so the unique constraint is case-insensitive.
-        CheckConstraint("email = lower(email)", name="email_lowercase"),
-    )
+    # Emails are stored lowercased, so the unique constraint is case-insensitive.
+    __table_args__ = (CheckConstraint("email = lower(email)", name="email_lowercase"),)
 
     email: Mapped[str] = mapped_column(String(EMAIL_MAX_LENGTH), unique=True, nullable=False)
     password_hash: Mapped[str] = mapped_column(Text, nullable=False)

@@ -18,11 +18,7 @@ USER_COLUMNS = tuple(users.c[name] for name in UserRead.model_fields)
 # ON CONFLICT DO NOTHING: a taken email returns no row instead of raising a unique violation.
 CREATE_USER = compile_statement(
     insert(users)
-    .values(
-        email=bindparam("email"),
-        password_hash=bindparam("password_hash"),
-        name=bindparam("name"),
-    )
+    .values({column: bindparam(column) for column in ("email", "password_hash", "name")})
     .on_conflict_do_nothing(index_elements=[users.c.email])
     .returning(*USER_COLUMNS)
 )

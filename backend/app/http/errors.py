@@ -24,36 +24,27 @@ class AppError(Exception):
         super().__init__(self.detail)
 
 
+# Each error is one row of the contract: its status, its stable code and its default message.
 class NotFoundError(AppError):
-    status_code = 404
-    code = "not_found"
-    message = "Not found"
+    status_code, code, message = 404, "not_found", "Not found"
 
 
 class ConflictError(AppError):
-    status_code = 409
-    code = "conflict"
-    message = "Conflict"
+    status_code, code, message = 409, "conflict", "Conflict"
 
 
 class ValidationFailedError(AppError):
-    status_code = 422
-    code = "validation_error"
-    message = "Request validation failed"
+    status_code, code, message = 422, "validation_error", "Request validation failed"
     # Where the bad value was, as in FastAPI's own validation errors.
     location: ClassVar[tuple[str, ...]] = ("body",)
 
 
 class PermissionDeniedError(AppError):
-    status_code = 403
-    code = "forbidden"
-    message = "Not allowed to access this resource"
+    status_code, code, message = 403, "forbidden", "Not allowed to access this resource"
 
 
 class PayloadTooLargeError(AppError):
-    status_code = 413
-    code = "request_too_large"
-    message = "Request body too large"
+    status_code, code, message = 413, "request_too_large", "Request body too large"
 
 
 class ErrorBody(BaseModel):

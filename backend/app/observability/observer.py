@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
+from dataclasses import dataclass
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -22,10 +23,10 @@ access_logger = structlog.get_logger("app.access")
 error_logger = structlog.get_logger("app.errors")
 
 
+@dataclass(slots=True)
 class RequestObserverMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics | None = None) -> None:
-        self.app = app
-        self.metrics = metrics
+    app: ASGIApp
+    metrics: Metrics | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -22,6 +22,8 @@ DESCRIPTION_MAX_LENGTH = 1000
 
 
 class Task(UUIDPrimaryKey, Timestamps, Base):
+    """One item of a user's task list."""
+
     __tablename__ = "tasks"
     __table_args__ = (
         CheckConstraint("length(btrim(title)) > 0", name="title_not_blank"),
