@@ -69,12 +69,12 @@ class BearerTokenSubject(OAuth2PasswordBearer):
     reads only the Authorization header: a token in the query string is never looked at.
     """
 
-    async def __call__(  # type: ignore[override]
-        self, request: Request, codec: TokenCodecDep
-    ) -> uuid.UUID:
+    async def __call__(self, request: Request) -> uuid.UUID:  # type: ignore[override]
         token = await super().__call__(request)
         if not token:
             raise AuthenticationError()
+        # Called, not declared, as in tasks/deps.py: this runs on every task request.
+        codec = await get_token_codec(request)
         try:
             return codec.subject_of(token)
         except TokenError as exc:
