@@ -4,7 +4,7 @@ It answers the four benchmark routes with the statements the service runs (impor
 `app.tasks.statements`, the same compiled SQL, with a ``LIMIT 101`` page), serialised with
 orjson. The table in bench/RESULTS.md shows
 the service as a fraction of this app's req/s, measured in the same sitting, so the ratio says
-what the full stack (routing, JWT auth, validation, ORM, logging) costs over the raw driver.
+what the full stack (routing, JWT auth, validation, logging, metrics) costs over the raw driver.
 
     python -m uvicorn bench.reference:app --loop uvloop --http httptools --no-access-log
 

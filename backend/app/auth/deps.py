@@ -11,7 +11,7 @@ from fastapi.security import OAuth2PasswordBearer
 
 from app.auth.errors import AuthenticationError, InvalidTokenError
 from app.auth.rate_limit import RateLimiter
-from app.auth.repository import UserRepository, account_gone
+from app.auth.repository import UserRepository, user_gone
 from app.auth.schemas import UserRead
 from app.auth.service import AuthService
 from app.auth.tokens import TokenCodec, TokenError
@@ -94,9 +94,9 @@ async def get_current_user(subject: TokenSubject, users: UserRepoDep) -> UserRea
     row = await users.get(subject)
     if row is None:
         # A valid signature is not enough: the account may have been deleted since.
-        raise account_gone()
+        raise user_gone()
     structlog.contextvars.bind_contextvars(user_id=str(subject))
-    return UserRead.model_validate(dict(row))
+    return UserRead.from_row(row)
 
 
 CurrentUser = Annotated[UserRead, Depends(get_current_user)]

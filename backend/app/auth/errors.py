@@ -21,8 +21,8 @@ class InvalidTokenError(AuthenticationError):
     message = "Invalid or expired token"
 
 
-class AccountGoneError(InvalidTokenError):
-    """A token with a valid signature whose account no longer exists (deleted since it was
+class UserGoneError(InvalidTokenError):
+    """A token with a valid signature whose user no longer exists (deleted since it was
     issued): to the client the same 401 as any other token that cannot be trusted."""
 
 

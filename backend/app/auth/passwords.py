@@ -13,8 +13,8 @@ _password_hash = PasswordHash((Argon2Hasher(),))
 # Verified against when the email is unknown, so both failures cost one argon2 verification.
 _DUMMY_HASH = _password_hash.hash("timing-equaliser-not-a-real-password")
 
-# argon2 takes tens of milliseconds of CPU per call. It runs in threads (off the event loop),
-# at most one per core: more threads would only take CPU time from the loop serving everyone
+# argon2 is deliberately slow CPU work. It runs in threads (off the event loop), at most one
+# per core: more threads would only take CPU time from the loop serving everyone
 # else, so a login flood would slow /health and the task routes with it.
 _hashing_slots = anyio.CapacityLimiter(os.cpu_count() or 1)
 

@@ -6,7 +6,7 @@ import uuid
 
 import structlog
 
-from app.auth.errors import AccountGoneError, EmailTakenError
+from app.auth.errors import EmailTakenError, UserGoneError
 from app.auth.statements import CREATE_USER, GET_CREDENTIALS, GET_USER, USER_EXISTS
 from app.db.database import Database, Row
 
@@ -33,17 +33,17 @@ class UserRepository:
         return await self._database.fetch_one(GET_CREDENTIALS, email=email)
 
     async def ensure_exists(self, user_id: uuid.UUID) -> None:
-        """Raise AccountGoneError if the account was deleted since its token was issued.
+        """Raise UserGoneError if the user was deleted since their token was issued.
 
         The task routes ask only when their own statement found nothing: tasks reference
         their owner (ON DELETE CASCADE), so a statement that found or wrote an owner's row
         has already proved the owner exists, and the hot path needs no query of its own.
         """
         if not await self._database.fetch_value(USER_EXISTS, user_id=user_id):
-            raise account_gone()
+            raise user_gone()
 
 
-def account_gone() -> AccountGoneError:
-    """The error for a verified token whose account no longer exists, logged once here."""
+def user_gone() -> UserGoneError:
+    """The error for a verified token whose user no longer exists, logged once here."""
     logger.info("token_rejected", reason="unknown subject")
-    return AccountGoneError()
+    return UserGoneError()

@@ -4,6 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
+import asyncpg
 import email_validator
 from pydantic import AfterValidator, BaseModel, Field
 
@@ -49,6 +50,11 @@ class LoginRequest(RequestBody):
 
 
 class UserRead(BaseModel):
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> UserRead:
+        """Only this model's fields from a row (the login lookup's also holds the hash)."""
+        return cls.model_validate({name: row[name] for name in cls.model_fields})
+
     id: uuid.UUID
     email: str
     name: str | None

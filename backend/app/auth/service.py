@@ -23,7 +23,7 @@ class AuthService:
         row = await self.users.create(
             email=request.email, password_hash=password_hash, name=request.name
         )
-        return UserRead.model_validate(dict(row))
+        return UserRead.from_row(row)
 
     async def log_in(self, request: LoginRequest) -> tuple[UserRead, IssuedToken]:
         # Counted before the password: a locked account gets 429 even with the right one,
@@ -38,5 +38,5 @@ class AuthService:
         if row is None or not valid:
             raise InvalidCredentialsError()
         self.limiter.clear_failures(request.email)
-        user = UserRead.model_validate(dict(row))
+        user = UserRead.from_row(row)
         return user, self.tokens.issue(user.id)

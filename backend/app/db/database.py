@@ -2,9 +2,9 @@
 
 The unit-of-work rule lives here, in two shapes:
 
-- ``await database.fetch_one(statement, **values)`` (and ``fetch_all``, ``fetch_value``,
-  ``execute``) runs one statement outside an explicit transaction: the statement is its own
-  transaction, committed before the call returns.
+- ``await database.fetch_one(statement, **values)`` (and ``fetch_all``, ``fetch_value``) runs
+  one statement outside an explicit transaction: the statement is its own transaction,
+  committed before the call returns.
 - ``async with database.transaction() as tx:`` runs several statements on one connection in
   one transaction, committed when the block ends (so before the route answers); an exception
   inside rolls all of them back, and a failing commit raises.
@@ -29,11 +29,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
 from app.db.engine import (
-    SET_LOCAL_TIMEOUTS_COMPILED,
     DriverConnection,
     behind_pgbouncer,
     create_engine,
-    local_timeouts,
+    local_timeouts_sql,
     statement_timeout_ms,
 )
 from app.db.errors import DatabaseStartupError, translate_database_error
@@ -75,7 +74,7 @@ class Database:
     admission_timeout_seconds: float
     # Behind PgBouncer every block on a connection is a transaction that first sets the
     # timeouts locally (engine.SET_LOCAL_TIMEOUTS); None elsewhere.
-    pgbouncer_timeouts: dict[str, str] | None = None
+    pgbouncer_timeouts_sql: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
@@ -85,8 +84,8 @@ class Database:
             target=target,
             admission=asyncio.Semaphore(settings.db_pool_size + settings.db_max_overflow),
             admission_timeout_seconds=settings.db_pool_timeout_seconds,
-            pgbouncer_timeouts=(
-                local_timeouts(statement_timeout_ms(settings))
+            pgbouncer_timeouts_sql=(
+                local_timeouts_sql(statement_timeout_ms(settings))
                 if behind_pgbouncer(settings, target)
                 else None
             ),
@@ -161,15 +160,12 @@ class Database:
         connection: DriverConnection = pooled.driver_connection  # type: ignore[assignment]
         reusable = False
         try:
-            if self.pgbouncer_timeouts is None and not transaction:
+            if self.pgbouncer_timeouts_sql is None and not transaction:
                 yield connection
             else:
                 async with connection.transaction():
-                    if self.pgbouncer_timeouts is not None:
-                        await connection.execute(
-                            SET_LOCAL_TIMEOUTS_COMPILED.sql,
-                            *SET_LOCAL_TIMEOUTS_COMPILED.arguments(self.pgbouncer_timeouts),
-                        )
+                    if self.pgbouncer_timeouts_sql is not None:
+                        await connection.execute(self.pgbouncer_timeouts_sql)
                     yield connection
             reusable = True
         except asyncpg.PostgresError as error:
@@ -177,6 +173,13 @@ class Database:
             # shutting down, the backend terminated) ends the session, even if the driver has
             # not yet read the socket's close. Client-side errors carry no severity.
             reusable = getattr(error, "severity", None) == "ERROR"
+            raise
+        except (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.InternalClientError):
+            raise  # the connection itself failed or timed out mid-statement: not reusable
+        except Exception:
+            # The caller's own error (a domain error ending a transaction early): the block
+            # rolled back, and a connection that is idle and open is as good as before.
+            reusable = not connection.is_closed() and not connection.is_in_transaction()
             raise
         finally:
             # Anything else (cancelled or timed out mid-statement, the connection lost) leaves

@@ -12,11 +12,11 @@ from typing import Any, TypeAlias
 
 import asyncpg
 import structlog
-from sqlalchemy import bindparam, event, exc, func, literal_column, select, true
+from sqlalchemy import Text, bindparam, event, exc, func, literal_column, select, true
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.util import await_
 
-from app.db.statements import compile_statement
+from app.db.statements import render_constant
 from app.db.url import DatabaseTarget
 from app.settings import Settings
 
@@ -36,20 +36,24 @@ _RETURNED_AT = "returned_to_pool_at"
 # transaction and never leaks to the next client of the server connection). One statement,
 # because a prepared statement cannot hold two commands.
 SET_LOCAL_TIMEOUTS = select(
-    func.set_config(literal_column("'statement_timeout'"), bindparam("statement_timeout"), true()),
     func.set_config(
-        literal_column("'idle_in_transaction_session_timeout'"), bindparam("idle_timeout"), true()
+        literal_column("'statement_timeout'"), bindparam("statement_timeout", type_=Text), true()
+    ),
+    func.set_config(
+        literal_column("'idle_in_transaction_session_timeout'"),
+        bindparam("idle_timeout", type_=Text),
+        true(),
     ),
 )
-SET_LOCAL_TIMEOUTS_COMPILED = compile_statement(SET_LOCAL_TIMEOUTS)
 
 
-def local_timeouts(statement_timeout_ms: int) -> dict[str, str]:
-    """The values SET_LOCAL_TIMEOUTS binds."""
-    return {
-        "statement_timeout": str(statement_timeout_ms),
-        "idle_timeout": str(IDLE_IN_TRANSACTION_TIMEOUT_MS),
-    }
+def local_timeouts_sql(timeout_ms: int) -> str:
+    """SET_LOCAL_TIMEOUTS with the configured values written in (see render_constant)."""
+    return render_constant(
+        SET_LOCAL_TIMEOUTS.params(
+            statement_timeout=str(timeout_ms), idle_timeout=str(IDLE_IN_TRANSACTION_TIMEOUT_MS)
+        )
+    )
 
 
 def behind_pgbouncer(settings: Settings, target: DatabaseTarget) -> bool:
@@ -150,8 +154,8 @@ def _check_on_checkout(engine: AsyncEngine, ping_timeout: float, ping_after_idle
 
 
 def _set_local_timeouts(engine: AsyncEngine, timeout_ms: int) -> None:
-    values = local_timeouts(timeout_ms)
+    sql = local_timeouts_sql(timeout_ms)
 
     @event.listens_for(engine.sync_engine, "begin")
     def _apply(connection: Any) -> None:
-        connection.execute(SET_LOCAL_TIMEOUTS, values)
+        connection.exec_driver_sql(sql)

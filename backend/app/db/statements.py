@@ -4,8 +4,8 @@ The hot path runs each statement as a constant SQL string on the pool's driver c
 schema is still checked by SQLAlchemy (a renamed column fails when the module is imported), but
 no statement is compiled, and no execution layer crossed, per request (bench/RESULTS.md).
 Values are bound by name; every name is a `bindparam` without a value, supplied at run time.
-Values go to asyncpg as they are, so a column type needing SQLAlchemy's own bind or result
-processing (an Enum, say) must register an asyncpg codec instead.
+Values and rows cross asyncpg as they are, without SQLAlchemy's type processing, so a type that
+would need it (an Enum, JSON, Numeric as float) is refused here until it has an asyncpg codec.
 """
 
 from __future__ import annotations
@@ -15,11 +15,16 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any, cast
 
+from sqlalchemy import Boolean
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.types import TypeEngine
 
 _DIALECT = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
+# Boolean's bind processing only rejects values that are not booleans, which the strict
+# request schemas already refuse; asyncpg itself accepts nothing else for a boolean.
+_PROCESSING_NOT_NEEDED = (Boolean,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,4 +66,30 @@ def compile_statement(statement: ClauseElement) -> Statement:
         raise ValueError(f"bound at build time, not by name at run time: {fixed}")
     if compiled.literal_execute_params or compiled.post_compile_params:
         raise ValueError("expanding or literal-execute parameters need per-call compilation")
+    converted = [name for name in names if _needs_processing(compiled.binds[name].type)]
+    converted += [
+        column.name
+        for column in getattr(statement, "exported_columns", ())
+        if _needs_processing(column.type)
+    ]
+    if converted:
+        raise ValueError(f"types SQLAlchemy would convert and asyncpg would not: {converted}")
     return Statement(sql=str(compiled), parameters=names)
+
+
+def render_constant(statement: ClauseElement) -> str:
+    """SQL with its values written in, for a statement fixed at start-up (from settings): the
+    driver runs a statement without parameters in one round trip, where a parameterised one
+    behind PgBouncer (no statement cache) is prepared on every run."""
+    return str(statement.compile(dialect=_DIALECT, compile_kwargs={"literal_binds": True}))
+
+
+def _needs_processing(type_: TypeEngine[Any]) -> bool:
+    if isinstance(type_, _PROCESSING_NOT_NEEDED):
+        return False
+    implementation = type_.dialect_impl(_DIALECT)
+    try:
+        result_processor = implementation.result_processor(_DIALECT, None)
+    except Exception:  # a type that needs the server's column type to decide (Numeric)
+        return True
+    return implementation.bind_processor(_DIALECT) is not None or result_processor is not None

@@ -1,8 +1,8 @@
 """The application's error tree and the bodies OpenAPI documents for it.
 
-Routes and repositories raise `AppError` subclasses; each domain defines its own (auth/errors.py,
-tasks/errors.py, db/errors.py) on top of these. Bodies are always
-``{"detail": <message>, "code": <stable code>}``; `handlers.py` renders them.
+Routes and repositories raise `AppError` subclasses; each domain (auth/errors.py,
+tasks/errors.py) and the database boundary (db/errors.py) define theirs on top of these.
+Bodies are always ``{"detail": <message>, "code": <stable code>}``; `handlers.py` renders them.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from typing import Any
 
 import asyncpg
 
-from app.auth.repository import UserRepository, account_gone
+from app.auth.repository import UserRepository, user_gone
 from app.db.database import Database, Row
 from app.db.statements import Statement
 from app.tasks.errors import TaskNotFoundError
@@ -52,7 +52,7 @@ class TaskRepository:
             row = await self._one(CREATE_TASK, title=title, description=description)
         except asyncpg.ForeignKeyViolationError:
             # The only foreign key is the owner: the account was deleted since the token.
-            raise account_gone() from None
+            raise user_gone() from None
         assert row is not None  # INSERT ... RETURNING without a conflict clause: one row
         return row
 

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.auth.errors import AccountGoneError, EmailTakenError
+from app.auth.errors import EmailTakenError, UserGoneError
 from app.auth.repository import UserRepository
 from app.db.database import Database
 
@@ -80,12 +80,12 @@ async def test_get_finds_the_user_by_id_and_returns_none_for_an_unknown_id(
     assert await users.get(uuid.uuid4()) is None
 
 
-async def test_ensure_exists_passes_for_a_user_and_raises_account_gone_for_an_unknown_id(
+async def test_ensure_exists_passes_for_a_user_and_raises_user_gone_for_an_unknown_id(
     database: Database, clean_database: None
 ) -> None:
     users = UserRepository(database)
     created = await users.create(email="exists@x.io", password_hash="h", name=None)
 
     await users.ensure_exists(created["id"])
-    with pytest.raises(AccountGoneError):
+    with pytest.raises(UserGoneError):
         await users.ensure_exists(uuid.uuid4())

@@ -1,4 +1,4 @@
-"""TokenCodec (app.core.security): what a token the app issues contains, and what it trusts."""
+"""TokenCodec (app.auth.tokens): what a token the app issues contains, and what it trusts."""
 
 from __future__ import annotations
 

@@ -8,10 +8,12 @@ from datetime import UTC, datetime
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import bindparam, column, func, select, table
+from sqlalchemy import Enum, Numeric, bindparam, column, func, select, table
+from sqlalchemy.dialects.postgresql import JSONB
 
 from app.auth import statements as auth_statements
 from app.db.database import Database
+from app.db.engine import local_timeouts_sql
 from app.db.statements import Statement, compile_statement
 from app.tasks import statements as task_statements
 
@@ -90,6 +92,32 @@ def test_arguments_are_the_values_in_placeholder_order_or_refused(values: dict[s
     else:
         with pytest.raises(TypeError):
             statement.arguments(values)
+
+
+@pytest.mark.parametrize(
+    "type_",
+    [Enum("low", "high", name="priority"), JSONB(), Numeric()],
+    ids=["enum", "jsonb", "numeric"],
+)
+def test_a_type_that_needs_sqlalchemys_conversion_is_refused(type_: object) -> None:
+    """asyncpg gets values and returns rows as they are: a type SQLAlchemy would convert on the
+    way (in either direction) must not reach it silently unconverted."""
+    converted = table("converted", column("value", type_), column("id"))
+
+    with pytest.raises(ValueError, match="would convert"):
+        compile_statement(select(converted.c.id).where(converted.c.value == bindparam("value")))
+    with pytest.raises(ValueError, match="would convert"):
+        compile_statement(select(converted.c.value).where(converted.c.id == bindparam("id")))
+
+
+def test_the_pgbouncer_timeouts_are_one_constant_statement() -> None:
+    """Sent without parameters, so the driver runs it in one round trip even with no statement
+    cache; the values come from settings, never from a request."""
+    sql = local_timeouts_sql(2500)
+
+    assert "$" not in sql
+    assert "set_config('statement_timeout', '2500', true)" in sql
+    assert "set_config('idle_in_transaction_session_timeout', '60000', true)" in sql
 
 
 def _task_statements() -> list[Statement]:

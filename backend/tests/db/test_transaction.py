@@ -79,6 +79,26 @@ async def test_an_exception_in_the_block_rolls_back_every_statement(
     assert await _emails(engine) == []
 
 
+async def test_the_connection_survives_an_error_of_the_callers_own(
+    database_url: str, engine: AsyncEngine, clean_database: None
+) -> None:
+    """A domain error that ends a transaction early rolls it back; the connection, idle and
+    open, goes back to the pool instead of being closed and replaced."""
+    database = Database.from_settings(make_settings(database_url, db_pool_size=1))
+    try:
+        async with database.connection() as connection:
+            first_pid = await connection.fetchval("SELECT pg_backend_pid()")
+        with pytest.raises(LookupError):
+            await _add_in_one_transaction(database, "a@x.io", then_raise=LookupError("no"))
+        async with database.connection() as connection:
+            second_pid = await connection.fetchval("SELECT pg_backend_pid()")
+    finally:
+        await database.dispose()
+
+    assert second_pid == first_pid
+    assert await _emails(engine) == []
+
+
 async def test_a_failing_statement_rolls_back_the_ones_before_it(
     database: Database, engine: AsyncEngine, clean_database: None
 ) -> None:
