@@ -21,8 +21,8 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from app.core.config import Settings
-from tests.conftest import TEST_JWT_SECRET
-from tests.core.tcp_proxy import unused_port
+from tests.fixtures.app import TEST_JWT_SECRET
+from tests.fixtures.tcp_proxy import unused_port
 
 DB_PASSWORD = "cli-Pa55-Jq47"
 STARTUP_BOUND_SECONDS = 60

@@ -12,7 +12,8 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from app.main import create_app
-from tests.conftest import PASSWORD, make_settings
+from tests.fixtures.accounts import PASSWORD
+from tests.fixtures.app import make_settings
 
 
 @pytest.fixture

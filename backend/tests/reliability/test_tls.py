@@ -19,8 +19,8 @@ from structlog.testing import capture_logs
 
 from app.core.config import Settings
 from app.core.db import Database, DatabaseStartupError, create_engine
-from tests.conftest import make_settings
-from tests.processes import (
+from tests.fixtures.app import make_settings
+from tests.fixtures.processes import (
     COMMAND_TIMEOUT_SECONDS,
     PostgresCluster,
     postgres_bin_with_ssl,

@@ -12,8 +12,11 @@ import structlog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.conftest import Account
-from tests.tasks.conftest import create_task, parse_time, task_count, task_row
+from tests.fixtures.accounts import Account
+from tests.fixtures.tasks import create_task, parse_time, task_count, task_row
+
+# Every test here writes tasks for the package's shared accounts (see conftest.py).
+pytestmark = pytest.mark.usefixtures("clean_tasks")
 
 TASK_FIELDS = {
     "id",
