@@ -27,6 +27,9 @@ from app.core.config import REPO_ROOT, Settings
 from tests.fixtures.accounts import PASSWORD
 from tests.fixtures.processes import AppServer
 
+# Tens of seconds of real processes or waiting: scheduled first (see conftest.py).
+pytestmark = pytest.mark.slow
+
 SETTINGS_VARIABLES = {name.upper() for name in Settings.model_fields}
 POSTGRES_IMAGE_VARIABLES = {"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"}
 

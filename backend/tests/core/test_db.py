@@ -23,7 +23,8 @@ from app.main import create_app
 from tests.fixtures.accounts import Account
 from tests.fixtures.app import make_settings
 from tests.fixtures.logs import LogOutput
-from tests.fixtures.tcp_proxy import TcpProxy, running_proxy, unused_port
+from tests.fixtures.processes import free_port
+from tests.fixtures.tcp_proxy import TcpProxy, running_proxy
 
 SECRET = "s3cret-Pa55word"
 # SQLAlchemy closes a connection it gives up on gracefully, waiting up to 2 s for the server.
@@ -357,7 +358,7 @@ async def test_lifespan_verifies_the_database_and_disposes_the_engine_on_exit(
 
 
 async def test_lifespan_fails_naming_host_and_database_without_the_password() -> None:
-    port = unused_port()
+    port = free_port()
     url = f"postgresql://app:{SECRET}@127.0.0.1:{port}/orders"
     app = create_app(make_settings(url, db_startup_deadline_seconds=0.3))
 

@@ -15,6 +15,9 @@ from app.main import create_app
 from tests.fixtures.accounts import PASSWORD
 from tests.fixtures.app import make_settings
 
+# Tens of seconds of real processes or waiting: scheduled first (see conftest.py).
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 async def limited_client(

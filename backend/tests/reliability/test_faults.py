@@ -34,6 +34,9 @@ from tests.fixtures.cluster import (
 )
 from tests.fixtures.processes import AppServer, PostgresCluster
 
+# Tens of seconds of real processes or waiting: scheduled first (see conftest.py).
+pytestmark = pytest.mark.slow
+
 POOL_SIZE = 3
 MAX_OVERFLOW = 2
 POOL_TIMEOUT_SECONDS = 2.0

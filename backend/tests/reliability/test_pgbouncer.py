@@ -26,6 +26,9 @@ from tests.fixtures.cluster import (
 )
 from tests.fixtures.processes import AppServer, PgBouncer, PostgresCluster
 
+# Tens of seconds of real processes or waiting: scheduled first (see conftest.py).
+pytestmark = pytest.mark.slow
+
 CHAINS = 100  # x 5 requests
 CONCURRENT_CHAINS = 16
 EXPECTED = ("create", 201), ("get", 200), ("toggle", 200), ("list", 200), ("delete", 204)

@@ -30,6 +30,9 @@ from tests.fixtures.cluster import (
 )
 from tests.fixtures.processes import PgBouncer, PostgresCluster
 
+# Tens of seconds of real processes or waiting: scheduled first (see conftest.py).
+pytestmark = pytest.mark.slow
+
 STATEMENT_TIMEOUT_SECONDS = 1.0
 
 
