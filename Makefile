@@ -25,9 +25,12 @@ run: install
 	$(BIN)/python -m app serve
 
 ## The whole test suite with coverage of backend/app (embedded PostgreSQL unless
-## TEST_DATABASE_URL is set).
+## TEST_DATABASE_URL is set), on two pytest-xdist workers, each with a database of its own.
+## --dist loadscope hands out whole modules, so a module's fixtures (server processes,
+## clusters) start once, on one worker; --no-loadscope-reorder keeps the collection order, in
+## which the slow modules come first (see backend/tests/conftest.py).
 test: install
-	$(BIN)/pytest --cov --cov-report=term-missing:skip-covered --cov-fail-under=90
+	$(BIN)/pytest -n 2 --dist loadscope --no-loadscope-reorder --cov --cov-report=term-missing:skip-covered --cov-fail-under=90
 
 lint: install
 	$(BIN)/ruff check .

@@ -19,8 +19,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import PASSWORD
-from tests.processes import AppServer
+from tests.fixtures.accounts import PASSWORD
+from tests.fixtures.processes import AppServer
+
+# Tens of seconds of real processes or waiting: scheduled first (see conftest.py).
+pytestmark = pytest.mark.slow
 
 SEED = 20261122
 MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "30"))

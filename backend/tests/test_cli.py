@@ -21,8 +21,11 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from app.settings import Settings
-from tests.conftest import TEST_JWT_SECRET
-from tests.core.tcp_proxy import unused_port
+from tests.fixtures.app import TEST_JWT_SECRET
+from tests.fixtures.processes import free_port
+
+# Tens of seconds of real processes or waiting: scheduled first (see conftest.py).
+pytestmark = pytest.mark.slow
 
 DB_PASSWORD = "cli-Pa55-Jq47"
 STARTUP_BOUND_SECONDS = 60
@@ -80,7 +83,7 @@ async def _run(command: str, env: dict[str, str], cwd: Path) -> Finished:
 
 
 VALID_URL = f"postgresql://app:{DB_PASSWORD}@127.0.0.1:1/tasks"
-UNREACHABLE_PORT = unused_port()
+UNREACHABLE_PORT = free_port()
 UNREACHABLE_URL = f"postgresql://app:{DB_PASSWORD}@127.0.0.1:{UNREACHABLE_PORT}/inventory"
 FAIL_FAST_RUNS: dict[str, tuple[str, dict[str, str]]] = {
     "bad-url-scheme": ("migrate", {"DATABASE_URL": f"mysql://app:{DB_PASSWORD}@127.0.0.1/tasks"}),
@@ -192,7 +195,7 @@ class Server:
 
 @contextlib.asynccontextmanager
 async def serving(env: dict[str, str], workdir: Path) -> AsyncIterator[Server]:
-    port = unused_port()
+    port = free_port()
     stdout_path = workdir / f"serve-{port}.out"
     stderr_path = workdir / f"serve-{port}.err"
     with stdout_path.open("w") as stdout, stderr_path.open("w") as stderr:

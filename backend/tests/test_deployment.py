@@ -24,8 +24,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.settings import REPO_ROOT, Settings
-from tests.conftest import PASSWORD
-from tests.processes import AppServer
+from tests.fixtures.accounts import PASSWORD
+from tests.fixtures.processes import AppServer
+
+# Tens of seconds of real processes or waiting: scheduled first (see conftest.py).
+pytestmark = pytest.mark.slow
 
 SETTINGS_VARIABLES = {name.upper() for name in Settings.model_fields}
 POSTGRES_IMAGE_VARIABLES = {"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"}

@@ -21,9 +21,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.main import create_app
-from tests.auth.conftest import (
+from tests.fixtures.accounts import (
     LOGIN_URL,
     ME_URL,
+    Account,
     StoredUser,
     assert_unauthorized,
     bearer,
@@ -32,7 +33,10 @@ from tests.auth.conftest import (
     craft_token,
     store_user,
 )
-from tests.conftest import TEST_JWT_SECRET, Account, make_settings
+from tests.fixtures.app import TEST_JWT_SECRET, make_settings
+
+# The users and tasks a test leaves through `client` are deleted after it (see fixtures/app.py).
+pytestmark = pytest.mark.usefixtures("clean_database")
 
 OTHER_SECRET = "another-secret-" + "y" * 40
 

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from app.cli import JWT_SECRET_FILE, _development_jwt_secret
 from app.settings import MIN_JWT_SECRET_BYTES, Settings, SettingsError, load_settings
-from tests.auth.conftest import LogCapture
+from tests.fixtures.logs import LogCapture
 
 PRODUCTION_URL = "postgresql://app:pw@db.example.test:5432/tasks"
 

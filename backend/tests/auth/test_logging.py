@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
-from tests.auth.conftest import (
+from tests.fixtures.accounts import (
     LOGIN_URL,
     ME_URL,
     SIGNUP_URL,
-    LogCapture,
+    Account,
     StoredUser,
     bearer,
     claims_for,
     craft_token,
 )
-from tests.conftest import Account
+from tests.fixtures.logs import LogCapture
+
+# The users and tasks a test leaves through `client` are deleted after it (see fixtures/app.py).
+pytestmark = pytest.mark.usefixtures("clean_database")
 
 SECRET_PASSWORD = "Pa55-unmistakable-in-a-log"
 WRONG_PASSWORD = "Wr0ng-unmistakable-in-a-log"

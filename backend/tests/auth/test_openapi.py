@@ -7,6 +7,9 @@ from typing import Any
 import httpx
 import pytest
 
+# The users and tasks a test leaves through `client` are deleted after it (see fixtures/app.py).
+pytestmark = pytest.mark.usefixtures("clean_database")
+
 PROTECTED_OPERATIONS = [
     ("get", "/api/auth/me"),
     ("get", "/api/{user_id}/tasks"),

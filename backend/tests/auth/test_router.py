@@ -14,16 +14,20 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.auth import passwords as security
-from tests.auth.conftest import (
+from tests.fixtures.accounts import (
     LOGIN_URL,
     ME_URL,
+    PASSWORD,
     SIGNUP_URL,
     StoredUser,
     assert_unauthorized,
     bearer,
     count_rows,
 )
-from tests.conftest import PASSWORD, TEST_JWT_SECRET
+from tests.fixtures.app import TEST_JWT_SECRET
+
+# The users and tasks a test leaves through `client` are deleted after it (see fixtures/app.py).
+pytestmark = pytest.mark.usefixtures("clean_database")
 
 USER_FIELDS = {"id", "email", "name", "created_at"}
 

@@ -10,8 +10,8 @@ import jwt
 import pytest
 
 from app.auth.tokens import TokenCodec, TokenError
-from tests.auth.conftest import claims_for, craft_token
-from tests.conftest import TEST_JWT_SECRET, make_settings
+from tests.fixtures.accounts import claims_for, craft_token
+from tests.fixtures.app import TEST_JWT_SECRET, make_settings
 
 
 def codec(**changes: object) -> TokenCodec:

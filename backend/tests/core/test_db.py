@@ -21,9 +21,11 @@ from app.db.database import Database
 from app.db.engine import CLIENT_TIMEOUT_MARGIN_SECONDS, create_engine
 from app.db.errors import DatabaseStartupError, DatabaseUnavailableError, translate_database_error
 from app.main import create_app
-from tests.conftest import Account, make_settings
-from tests.core.conftest import LogOutput
-from tests.core.tcp_proxy import TcpProxy, running_proxy, unused_port
+from tests.fixtures.accounts import Account
+from tests.fixtures.app import make_settings
+from tests.fixtures.logs import LogOutput
+from tests.fixtures.processes import free_port
+from tests.fixtures.tcp_proxy import TcpProxy, running_proxy
 
 SECRET = "s3cret-Pa55word"
 # SQLAlchemy closes a connection it gives up on gracefully, waiting up to 2 s for the server.
@@ -357,7 +359,7 @@ async def test_lifespan_verifies_the_database_and_disposes_the_engine_on_exit(
 
 
 async def test_lifespan_fails_naming_host_and_database_without_the_password() -> None:
-    port = unused_port()
+    port = free_port()
     url = f"postgresql://app:{SECRET}@127.0.0.1:{port}/orders"
     app = create_app(make_settings(url, db_startup_deadline_seconds=0.3))
 
@@ -418,10 +420,10 @@ async def test_startup_check_retries_until_the_database_accepts_connections(
 
 
 async def test_a_created_task_is_committed_when_the_response_arrives(
-    client: httpx.AsyncClient, account: Account, engine: AsyncEngine
+    client: httpx.AsyncClient, new_account: Account, engine: AsyncEngine
 ) -> None:
     response = await client.post(
-        account.tasks_url, json={"title": "committed"}, headers=account.headers
+        new_account.tasks_url, json={"title": "committed"}, headers=new_account.headers
     )
 
     assert response.status_code == 201, response.text
@@ -436,7 +438,7 @@ REFUSED_TITLE = "refused at commit"
 
 
 async def test_a_failing_commit_gives_an_error_response_and_stores_nothing(
-    client: httpx.AsyncClient, account: Account, engine: AsyncEngine
+    client: httpx.AsyncClient, new_account: Account, engine: AsyncEngine
 ) -> None:
     # A deferred constraint trigger runs at COMMIT, after the INSERT succeeded: the commit
     # itself fails, which is what the unit of work must turn into an error response.
@@ -452,10 +454,10 @@ async def test_a_failing_commit_gives_an_error_response_and_stores_nothing(
         )
     try:
         accepted = await client.post(
-            account.tasks_url, json={"title": "accepted"}, headers=account.headers
+            new_account.tasks_url, json={"title": "accepted"}, headers=new_account.headers
         )
         refused = await client.post(
-            account.tasks_url, json={"title": REFUSED_TITLE}, headers=account.headers
+            new_account.tasks_url, json={"title": REFUSED_TITLE}, headers=new_account.headers
         )
     finally:
         async with engine.begin() as connection:
@@ -527,23 +529,23 @@ async def test_a_route_answers_503_while_the_database_is_gone_and_recovers_witho
     outage: str,
     proxy: TcpProxy,
     proxied_client: httpx.AsyncClient,
-    account: Account,
+    new_account: Account,
     engine: AsyncEngine,
 ) -> None:
-    before = await proxied_client.get(account.tasks_url, headers=account.headers)
+    before = await proxied_client.get(new_account.tasks_url, headers=new_account.headers)
     assert before.status_code == 200, before.text
 
     if outage == "black_hole":
         proxy.black_hole()
     else:
         await proxy.refuse()
-    during, elapsed = await _timed_get(proxied_client, account.tasks_url, account)
+    during, elapsed = await _timed_get(proxied_client, new_account.tasks_url, new_account)
     refused_write = await proxied_client.post(
-        account.tasks_url, json={"title": "while down"}, headers=account.headers
+        new_account.tasks_url, json={"title": "while down"}, headers=new_account.headers
     )
     await proxy.forward()
     after = await proxied_client.post(
-        account.tasks_url, json={"title": "after the outage"}, headers=account.headers
+        new_account.tasks_url, json={"title": "after the outage"}, headers=new_account.headers
     )
 
     assert during.status_code == 503
@@ -552,4 +554,4 @@ async def test_a_route_answers_503_while_the_database_is_gone_and_recovers_witho
     assert elapsed < OUTAGE_ANSWER_BOUND
     assert refused_write.status_code == 503
     assert after.status_code == 201, after.text
-    assert await _titles(engine, account) == ["after the outage"]
+    assert await _titles(engine, new_account) == ["after the outage"]

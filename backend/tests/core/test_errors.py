@@ -22,8 +22,8 @@ from app.http.errors import (
     ValidationFailedError,
 )
 from app.main import create_app
-from tests.conftest import make_settings
-from tests.core.conftest import LogOutput
+from tests.fixtures.app import make_settings
+from tests.fixtures.logs import LogOutput
 
 RAISED: dict[str, AppError] = {
     "not-found": NotFoundError(),

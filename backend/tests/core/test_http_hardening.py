@@ -6,23 +6,24 @@ import httpx
 from asgi_lifespan import LifespanManager
 
 from app.main import create_app
-from tests.conftest import Account, make_settings
+from tests.fixtures.accounts import Account
+from tests.fixtures.app import make_settings
 
 
 async def test_body_over_the_cap_is_refused_with_413(
-    client: httpx.AsyncClient, account: Account
+    client: httpx.AsyncClient, new_account: Account
 ) -> None:
     response = await client.post(
-        account.tasks_url,
+        new_account.tasks_url,
         content=b'{"title": "' + b"x" * (64 * 1024) + b'"}',
-        headers={**account.headers, "Content-Type": "application/json"},
+        headers={**new_account.headers, "Content-Type": "application/json"},
     )
     assert response.status_code == 413
     assert response.json() == {"detail": "Request body too large", "code": "request_too_large"}
 
 
 async def test_chunked_body_over_the_cap_is_refused_with_413(
-    client: httpx.AsyncClient, account: Account
+    client: httpx.AsyncClient, new_account: Account
 ) -> None:
     async def chunks():  # type: ignore[no-untyped-def]
         yield b'{"title": "'
@@ -31,19 +32,19 @@ async def test_chunked_body_over_the_cap_is_refused_with_413(
         yield b'"}'
 
     response = await client.post(
-        account.tasks_url,
+        new_account.tasks_url,
         content=chunks(),
-        headers={**account.headers, "Content-Type": "application/json"},
+        headers={**new_account.headers, "Content-Type": "application/json"},
     )
     assert response.status_code == 413
     assert response.json()["code"] == "request_too_large"
 
 
 async def test_nul_character_in_a_string_is_a_422_not_a_500(
-    client: httpx.AsyncClient, account: Account
+    client: httpx.AsyncClient, new_account: Account
 ) -> None:
     for body in ({"title": "a\u0000b"}, {"title": "ok", "description": "\u0000"}):
-        response = await client.post(account.tasks_url, json=body, headers=account.headers)
+        response = await client.post(new_account.tasks_url, json=body, headers=new_account.headers)
         assert response.status_code == 422, response.text
         assert response.json()["code"] == "validation_error"
     signup = await client.post(
@@ -54,24 +55,24 @@ async def test_nul_character_in_a_string_is_a_422_not_a_500(
         "/api/auth/login", data={"username": "a@example.com", "password": "x\u0000y"}
     )
     assert login.status_code == 422
-    listed = await client.get(account.tasks_url, headers=account.headers)
+    listed = await client.get(new_account.tasks_url, headers=new_account.headers)
     assert listed.json() == []
 
 
 async def test_out_of_range_query_values_are_422(
-    client: httpx.AsyncClient, account: Account
+    client: httpx.AsyncClient, new_account: Account
 ) -> None:
     for query in ("limit=0", "limit=501", "limit=99999999999999999999999", "completed=maybe"):
-        response = await client.get(f"{account.tasks_url}?{query}", headers=account.headers)
+        response = await client.get(f"{new_account.tasks_url}?{query}", headers=new_account.headers)
         assert response.status_code == 422, query
 
 
 async def test_responses_carry_security_headers_and_no_store(
-    client: httpx.AsyncClient, account: Account
+    client: httpx.AsyncClient, new_account: Account
 ) -> None:
     for response in (
-        await client.get(account.tasks_url, headers=account.headers),
-        await client.get("/api/auth/me", headers=account.headers),
+        await client.get(new_account.tasks_url, headers=new_account.headers),
+        await client.get("/api/auth/me", headers=new_account.headers),
         await client.get("/api/auth/me"),
     ):
         assert response.headers["Cache-Control"] == "no-store"
@@ -80,18 +81,18 @@ async def test_responses_carry_security_headers_and_no_store(
 
 
 async def test_undocumented_method_gets_405_with_allow(
-    client: httpx.AsyncClient, account: Account
+    client: httpx.AsyncClient, new_account: Account
 ) -> None:
-    response = await client.request("TRACE", account.tasks_url, headers=account.headers)
+    response = await client.request("TRACE", new_account.tasks_url, headers=new_account.headers)
     assert response.status_code == 405
     assert response.json()["code"] == "method_not_allowed"
     assert set(response.headers["Allow"].replace(" ", "").split(",")) == {"GET", "POST"}
 
 
 async def test_token_in_query_string_is_not_accepted(
-    client: httpx.AsyncClient, account: Account
+    client: httpx.AsyncClient, new_account: Account
 ) -> None:
-    response = await client.get(f"/api/auth/me?access_token={account.token}")
+    response = await client.get(f"/api/auth/me?access_token={new_account.token}")
     assert response.status_code == 401
     assert response.json()["code"] == "not_authenticated"
 

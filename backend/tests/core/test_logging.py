@@ -18,8 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.main import create_app
 from app.observability.logging import configure_logging
-from tests.conftest import Account, SignUp, make_settings
-from tests.core.conftest import LogOutput
+from tests.fixtures.accounts import Account, SignUp
+from tests.fixtures.app import make_settings
+from tests.fixtures.logs import LogOutput
+
+# The users and tasks a test leaves through `client` are deleted after it (see fixtures/app.py).
+pytestmark = pytest.mark.usefixtures("clean_database")
 
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z$")
 GENERATED_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -159,12 +163,12 @@ async def test_invalid_request_id_is_replaced_by_a_generated_one(
 
 
 async def test_request_context_is_on_every_line_of_the_request_and_cleared_after(
-    client: httpx.AsyncClient, account: Account, log_output: LogOutput
+    client: httpx.AsyncClient, new_account: Account, log_output: LogOutput
 ) -> None:
     await client.post(
-        account.tasks_url,
+        new_account.tasks_url,
         json={"title": "logged"},
-        headers={**account.headers, "X-Request-ID": "req-1"},
+        headers={**new_account.headers, "X-Request-ID": "req-1"},
     )
     structlog.get_logger("app.example").info("after_the_request")
 
@@ -172,7 +176,7 @@ async def test_request_context_is_on_every_line_of_the_request_and_cleared_after
     [access] = log_output.records(logger="app.access", request_id="req-1")
     [after] = log_output.records(event="after_the_request")
     assert created["request_id"] == "req-1"
-    assert access["user_id"] == account.id
+    assert access["user_id"] == new_account.id
     assert access["status"] == 201
     assert "request_id" not in after
     assert "user_id" not in after
@@ -278,14 +282,14 @@ class _BrokenStdout(io.TextIOBase):
 
 async def test_a_log_line_that_cannot_be_written_does_not_fail_the_request(
     client: httpx.AsyncClient,
-    account: Account,
+    new_account: Account,
     engine: AsyncEngine,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setattr(sys, "stdout", _BrokenStdout())
     response = await client.post(
-        account.tasks_url, json={"title": "logged nowhere"}, headers=account.headers
+        new_account.tasks_url, json={"title": "logged nowhere"}, headers=new_account.headers
     )
     monkeypatch.undo()
 

@@ -24,7 +24,8 @@ from app.db.migrations import alembic_config, downgrade, upgrade
 from app.db.models import Base
 from app.settings import REPO_ROOT
 from app.tasks import models as _task_models  # noqa: F401  (registers the table)
-from tests.conftest import TEST_JWT_SECRET, make_settings, scratch_database
+from tests.fixtures.app import TEST_JWT_SECRET, make_settings
+from tests.fixtures.database import scratch_database
 
 HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 

@@ -12,7 +12,11 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from app.main import create_app
-from tests.conftest import PASSWORD, make_settings
+from tests.fixtures.accounts import PASSWORD
+from tests.fixtures.app import make_settings
+
+# Tens of seconds of real processes or waiting: scheduled first (see conftest.py).
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.auth.statements import users
 from app.db.database import Database
 from app.db.statements import compile_statement
-from tests.conftest import make_settings
+from tests.fixtures.app import make_settings
 
 ADD_USER = compile_statement(
     insert(users)

@@ -12,8 +12,11 @@ from sqlalchemy.engine import make_url
 
 from app import __version__
 from app.main import create_app
-from tests.conftest import make_settings
-from tests.core.tcp_proxy import TcpProxy, running_proxy
+from tests.fixtures.app import make_settings
+from tests.fixtures.tcp_proxy import TcpProxy, running_proxy
+
+# The users and tasks a test leaves through `client` are deleted after it (see fixtures/app.py).
+pytestmark = pytest.mark.usefixtures("clean_database")
 
 # What a load balancer may wait for a probe, as the issue states it.
 PROBE_BOUND_SECONDS = 2.0

@@ -8,7 +8,11 @@ from asgi_lifespan import LifespanManager
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.main import create_app
-from tests.conftest import Account, make_settings
+from tests.fixtures.accounts import Account
+from tests.fixtures.app import make_settings
+
+# The users and tasks a test leaves through `client` are deleted after it (see fixtures/app.py).
+pytestmark = pytest.mark.usefixtures("clean_database")
 
 
 def _samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -20,11 +24,11 @@ def _samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
 
 
 async def test_requests_are_counted_by_route_template_and_status(
-    client: httpx.AsyncClient, account: Account
+    client: httpx.AsyncClient, new_account: Account
 ) -> None:
     for _ in range(3):
-        await client.get(account.tasks_url, headers=account.headers)
-    await client.get(f"{account.tasks_url}/not-a-uuid", headers=account.headers)
+        await client.get(new_account.tasks_url, headers=new_account.headers)
+    await client.get(f"{new_account.tasks_url}/not-a-uuid", headers=new_account.headers)
 
     response = await client.get("/metrics")
 
@@ -39,7 +43,7 @@ async def test_requests_are_counted_by_route_template_and_status(
     )
     assert samples[("http_requests_total", invalid)] >= 1
     # Raw paths (with ids) never become label values.
-    assert account.id not in response.text
+    assert new_account.id not in response.text
 
 
 async def test_unmatched_paths_share_one_label(client: httpx.AsyncClient) -> None:

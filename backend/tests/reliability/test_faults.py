@@ -21,9 +21,8 @@ import httpx
 import orjson
 import pytest
 
-from tests.conftest import Account
-from tests.processes import AppServer, PostgresCluster
-from tests.reliability.conftest import (
+from tests.fixtures.accounts import Account
+from tests.fixtures.cluster import (
     StartServer,
     app_sessions,
     create_database,
@@ -33,6 +32,10 @@ from tests.reliability.conftest import (
     sign_up_over_http,
     titles_in_database,
 )
+from tests.fixtures.processes import AppServer, PostgresCluster
+
+# Tens of seconds of real processes or waiting: scheduled first (see conftest.py).
+pytestmark = pytest.mark.slow
 
 POOL_SIZE = 3
 MAX_OVERFLOW = 2

@@ -14,9 +14,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.conftest import Account
-from tests.processes import AppServer, PgBouncer, PostgresCluster
-from tests.reliability.conftest import (
+from tests.fixtures.accounts import Account
+from tests.fixtures.cluster import (
     StartServer,
     create_database,
     fetch,
@@ -25,6 +24,10 @@ from tests.reliability.conftest import (
     sign_up_over_http,
     via,
 )
+from tests.fixtures.processes import AppServer, PgBouncer, PostgresCluster
+
+# Tens of seconds of real processes or waiting: scheduled first (see conftest.py).
+pytestmark = pytest.mark.slow
 
 CHAINS = 100  # x 5 requests
 CONCURRENT_CHAINS = 16

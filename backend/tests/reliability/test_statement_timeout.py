@@ -16,9 +16,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from app.db.engine import create_engine
-from tests.conftest import make_settings
-from tests.processes import PgBouncer, PostgresCluster
-from tests.reliability.conftest import (
+from tests.fixtures.app import make_settings
+from tests.fixtures.cluster import (
     StartServer,
     app_sessions,
     asyncpg_dsn,
@@ -29,6 +28,10 @@ from tests.reliability.conftest import (
     titles_in_database,
     via,
 )
+from tests.fixtures.processes import PgBouncer, PostgresCluster
+
+# Tens of seconds of real processes or waiting: scheduled first (see conftest.py).
+pytestmark = pytest.mark.slow
 
 STATEMENT_TIMEOUT_SECONDS = 1.0
 

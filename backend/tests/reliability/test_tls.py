@@ -21,8 +21,8 @@ from app.db.database import Database
 from app.db.engine import create_engine
 from app.db.errors import DatabaseStartupError
 from app.settings import Settings
-from tests.conftest import make_settings
-from tests.processes import (
+from tests.fixtures.app import make_settings
+from tests.fixtures.processes import (
     COMMAND_TIMEOUT_SECONDS,
     PostgresCluster,
     postgres_bin_with_ssl,

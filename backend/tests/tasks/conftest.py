@@ -1,8 +1,9 @@
-"""Fixtures for the task tests.
+"""The task package's shared accounts.
 
-Accounts cost two argon2 operations each (sign-up and login), so the task tests share a few
-accounts, created once for this package through the real endpoints; only the `tasks` table is
-emptied after each test. The users are removed when the package is done.
+Accounts cost two argon2 operations each (sign-up and login), so the task tests share two,
+created once for this package through the real endpoints and deleted when the package is done.
+A task test therefore requests clean_tasks (only `tasks` is emptied after it), never
+clean_database, which would delete the shared users under the tests that follow.
 """
 
 from __future__ import annotations
@@ -10,16 +11,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.conftest import Account, sign_up_via
+from tests.fixtures.accounts import Account, sign_up_via
 
 
 @dataclass(frozen=True)
@@ -41,59 +39,20 @@ async def accounts(app: FastAPI, engine: AsyncEngine) -> AsyncIterator[Accounts]
         await connection.exec_driver_sql("TRUNCATE users, tasks CASCADE")
 
 
-@pytest.fixture
-async def clean_database(engine: AsyncEngine, accounts: Accounts) -> AsyncIterator[None]:
-    """Overrides the suite's: keeps the package's accounts, empties `tasks` after the test."""
-    yield
-    async with engine.begin() as connection:
-        await connection.exec_driver_sql("TRUNCATE tasks")
+def _shared(request: pytest.FixtureRequest, account: Account) -> Account:
+    # Fails the test at setup instead of letting clean_database delete the shared users.
+    if "clean_database" in request.fixturenames:
+        pytest.fail("a test that uses the package's shared accounts must request clean_tasks")
+    return account
 
 
 @pytest.fixture
-def account(accounts: Accounts) -> Account:
-    return accounts.owner
+def account(accounts: Accounts, request: pytest.FixtureRequest) -> Account:
+    """The package's shared account that owns the tasks under test."""
+    return _shared(request, accounts.owner)
 
 
 @pytest.fixture
-def other_account(accounts: Accounts) -> Account:
-    return accounts.stranger
-
-
-async def task_row(engine: AsyncEngine, task_id: str | uuid.UUID) -> dict[str, Any] | None:
-    """The task as stored, read on a connection of its own (what was committed)."""
-    async with engine.connect() as connection:
-        row = (
-            (
-                await connection.execute(
-                    text("SELECT * FROM tasks WHERE id = :id"), {"id": uuid.UUID(str(task_id))}
-                )
-            )
-            .mappings()
-            .one_or_none()
-        )
-    return dict(row) if row is not None else None
-
-
-async def task_count(engine: AsyncEngine) -> int:
-    async with engine.connect() as connection:
-        count = await connection.scalar(text("SELECT count(*) FROM tasks"))
-    assert isinstance(count, int)
-    return count
-
-
-async def create_task(
-    client: httpx.AsyncClient, account: Account, title: str = "Buy milk", **fields: Any
-) -> dict[str, Any]:
-    response = await client.post(
-        account.tasks_url, json={"title": title, **fields}, headers=account.headers
-    )
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-def parse_time(value: str) -> datetime:
-    """An ISO 8601 time that must carry a timezone."""
-    parsed = datetime.fromisoformat(value)
-    assert parsed.utcoffset() is not None, value
-    return parsed
+def other_account(accounts: Accounts, request: pytest.FixtureRequest) -> Account:
+    """The package's other shared account, whose tasks the first must never reach."""
+    return _shared(request, accounts.stranger)

@@ -11,8 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.database import Database
 from app.tasks.repository import TaskRepository
-from tests.conftest import Account
-from tests.tasks.conftest import create_task, task_row
+from tests.fixtures.accounts import Account
+from tests.fixtures.tasks import create_task, task_row
+
+# Every test here writes tasks for the package's shared accounts (see conftest.py).
+pytestmark = pytest.mark.usefixtures("clean_tasks")
 
 TIMEOUT_SECONDS = 30
 
@@ -43,7 +46,7 @@ async def test_concurrent_toggles_through_the_api_end_in_the_state_their_count_p
 
 @pytest.mark.parametrize("toggles", [50, 51])
 async def test_concurrent_toggles_on_separate_connections_lose_none(
-    engine: AsyncEngine, database: Database, account: Account, clean_database: None, toggles: int
+    engine: AsyncEngine, database: Database, account: Account, toggles: int
 ) -> None:
     tasks = TaskRepository(database, uuid.UUID(account.id))
     task = await tasks.create(title="flip me")

@@ -9,15 +9,19 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from app.main import create_app
-from tests.conftest import Account, make_settings
-from tests.tasks.conftest import create_task
+from tests.fixtures.accounts import Account
+from tests.fixtures.app import make_settings
+from tests.fixtures.tasks import create_task
+
+# Every test here writes tasks for the package's shared accounts (see conftest.py).
+pytestmark = pytest.mark.usefixtures("clean_tasks")
 
 SPA_ORIGIN = "http://spa.example:5173"
 OTHER_ORIGIN = "http://evil.example"
 
 
 @pytest.fixture
-async def cors_client(database_url: str, clean_database: None) -> AsyncIterator[httpx.AsyncClient]:
+async def cors_client(database_url: str, clean_tasks: None) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(make_settings(database_url, cors_origins=[SPA_ORIGIN]))
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)

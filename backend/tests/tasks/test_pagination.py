@@ -15,8 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.tasks.errors import InvalidCursorError
 from app.tasks.pagination import Cursor
-from tests.conftest import Account
-from tests.tasks.conftest import create_task
+from tests.fixtures.accounts import Account
+from tests.fixtures.tasks import create_task
+
+# Every test here writes tasks for the package's shared accounts (see conftest.py).
+pytestmark = pytest.mark.usefixtures("clean_tasks")
 
 LINK_NEXT = re.compile(r'^<(?P<url>[^>]+)>; rel="next"$')
 TASK_COUNT = 250

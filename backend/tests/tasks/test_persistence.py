@@ -11,8 +11,8 @@ from asgi_lifespan import LifespanManager
 
 from app.main import create_app
 from app.settings import Settings
-from tests.conftest import Account
-from tests.tasks.conftest import create_task
+from tests.fixtures.accounts import Account
+from tests.fixtures.tasks import create_task
 
 
 @asynccontextmanager
@@ -25,7 +25,7 @@ async def _running_app(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def test_tasks_are_still_there_after_the_app_restarts(
-    settings: Settings, account: Account, clean_database: None
+    settings: Settings, account: Account, clean_tasks: None
 ) -> None:
     async with _running_app(settings) as client:
         open_task = await create_task(client, account, "open", description="stays open")

@@ -15,8 +15,8 @@ from app.db.database import Database, Row
 from app.tasks.errors import TaskNotFoundError
 from app.tasks.pagination import Cursor
 from app.tasks.repository import TaskRepository
-from tests.conftest import Account
-from tests.tasks.conftest import task_count, task_row
+from tests.fixtures.accounts import Account
+from tests.fixtures.tasks import task_count, task_row
 
 Write = Callable[[TaskRepository, uuid.UUID], Awaitable[object]]
 
@@ -51,12 +51,12 @@ def stranger_id(other_account: Account) -> uuid.UUID:
 
 
 @pytest.fixture
-def mine(database: Database, owner_id: uuid.UUID, clean_database: None) -> TaskRepository:
+def mine(database: Database, owner_id: uuid.UUID, clean_tasks: None) -> TaskRepository:
     return TaskRepository(database, owner_id)
 
 
 @pytest.fixture
-def theirs(database: Database, stranger_id: uuid.UUID, clean_database: None) -> TaskRepository:
+def theirs(database: Database, stranger_id: uuid.UUID, clean_tasks: None) -> TaskRepository:
     return TaskRepository(database, stranger_id)
 
 

@@ -11,7 +11,7 @@ from app.tasks.models import Task
 from app.tasks.repository import TaskRepository
 from app.tasks.schemas import TaskRead, task_json, tasks_json
 from app.tasks.statements import TASK_COLUMNS
-from tests.conftest import Account
+from tests.fixtures.accounts import Account
 
 
 def test_the_repository_selects_exactly_taskreads_fields_in_its_order() -> None:
@@ -22,7 +22,7 @@ def test_the_repository_selects_exactly_taskreads_fields_in_its_order() -> None:
 
 
 async def test_rows_serialise_to_the_bytes_taskread_would_produce(
-    database: Database, account: Account, clean_database: None
+    database: Database, account: Account, clean_tasks: None
 ) -> None:
     tasks = TaskRepository(database, uuid.UUID(account.id))
     plain = await tasks.create(title="plain")
