@@ -1,4 +1,4 @@
-"""The engine, the lifespan's database check, the request's unit of work, and outages."""
+"""The engine and its pool, the driver connections, the lifespan's database check, and outages."""
 
 from __future__ import annotations
 
