@@ -25,7 +25,8 @@ run: install
 	$(BIN)/python -m app serve
 
 ## The whole test suite with coverage of backend/app (embedded PostgreSQL unless
-## TEST_DATABASE_URL is set), on two pytest-xdist workers, each with a database of its own.
+## TEST_DATABASE_URL is set), on two pytest-xdist workers, each with a database of its own
+## (two, not -n auto: a worker keeps about 25 connections open, PostgreSQL allows 100 by default).
 ## --dist loadscope hands out whole modules, so a module's fixtures (server processes,
 ## clusters) start once, on one worker; --no-loadscope-reorder keeps the collection order, in
 ## which the slow modules come first (see backend/tests/conftest.py).
