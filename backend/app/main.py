@@ -17,7 +17,11 @@ from app.auth.router import router as auth_router
 from app.auth.tokens import TokenCodec
 from app.db.database import Database
 from app.http.body_limit import BodySizeLimitMiddleware
+from app.http.docs import install_docs
+from app.http.errors import UNEXPECTED_ERROR_RESPONSE
 from app.http.handlers import register_error_handlers
+from app.http.last_resort import LastResortErrorMiddleware
+from app.http.openapi import install_openapi, operation_id
 from app.http.security_headers import SecurityHeadersMiddleware
 from app.observability.health import router as health_router
 from app.observability.logging import configure_logging
@@ -66,7 +70,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         summary="Each user's personal task list, stored in PostgreSQL.",
         lifespan=lifespan,
+        generate_unique_id_function=operation_id,
+        responses=UNEXPECTED_ERROR_RESPONSE,
+        openapi_url="/openapi.json" if settings.openapi_enabled else None,
+        docs_url=None,  # install_docs serves them, without a CDN
+        redoc_url=None,
     )
+    install_openapi(app)
     app.state.token_codec = TokenCodec.from_settings(settings)
     app.state.rate_limiter = RateLimiter(
         settings.rate_limit_auth_per_address, settings.rate_limit_login_failures_per_account
@@ -79,10 +89,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if metrics:
         app.state.metrics = metrics
         app.include_router(metrics_router)
-    # Added first = innermost. From the outside in: security headers (on every answer, even
-    # an unexpected 500), the request observer (request id, access line, metrics), CORS (so a
-    # 413 still carries the CORS headers the SPA needs to read it), the body cap.
+    if settings.docs_enabled:
+        install_docs(app)
+    # Added first = innermost. From the outside in: security headers and the request observer
+    # (request id, access line, metrics) see every answer, preflights included; CORS then
+    # wraps every answer the app can give, so a browser can read even the last resort's 500
+    # and the body cap's 413.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
+    app.add_middleware(LastResortErrorMiddleware)
     if settings.cors_origins:
         # Bearer tokens, not cookies: no credentials mode. With no origin configured (the SPA
         # served from the API's own origin) a browser refuses cross-origin reads anyway, so
@@ -91,8 +105,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
-            expose_headers=["Link", "Location", "Retry-After", "X-Request-ID"],
+            allow_headers=settings.cors_allow_headers,
+            expose_headers=settings.cors_expose_headers,
             max_age=600,
         )
     app.add_middleware(RequestObserverMiddleware, metrics=metrics)

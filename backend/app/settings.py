@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
@@ -15,6 +16,8 @@ from app.db.url import DatabaseTarget, DatabaseUrlError, parse_database_url
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 MIN_JWT_SECRET_BYTES = 32
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# A header field name: RFC 9110's token.
+HEADER_NAME = re.compile(r"[!#$%&'+.^_`|~0-9A-Za-z-]+")
 
 
 class Settings(BaseSettings):
@@ -65,6 +68,33 @@ class Settings(BaseSettings):
 
     # HTTP
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # What a cross-origin page may send, and read, besides the CORS-safelisted headers.
+    cors_allow_headers: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: [
+            "Authorization",
+            "Content-Type",
+            "X-Request-ID",
+            "traceparent",
+            "tracestate",
+            "If-Match",
+            "If-None-Match",
+            "Idempotency-Key",
+        ]
+    )
+    cors_expose_headers: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: [
+            "ETag",
+            "Link",
+            "Location",
+            "Retry-After",
+            "X-Request-ID",
+            "WWW-Authenticate",
+        ]
+    )
+    # /docs and /redoc (served from the app, no CDN), and /openapi.json they and client
+    # generators read.
+    docs_enabled: bool = True
+    openapi_enabled: bool = True
     max_request_body_bytes: int = Field(64 * 1024, ge=1024)
     metrics_enabled: bool = True
 
@@ -98,11 +128,19 @@ class Settings(BaseSettings):
             raise ValueError(str(exc)) from None
         return value
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "cors_allow_headers", "cors_expose_headers", mode="before")
     @classmethod
-    def _split_origins(cls, value: object) -> object:
+    def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
-            return [origin.strip() for origin in value.split(",") if origin.strip()]
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("cors_allow_headers", "cors_expose_headers")
+    @classmethod
+    def _header_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not HEADER_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not a header name; list header names, no '*'")
         return value
 
     @field_validator("cors_origins")
@@ -112,6 +150,12 @@ class Settings(BaseSettings):
         if "*" in value:
             raise ValueError("'*' is not allowed; list the SPA's origins explicitly")
         return value
+
+    @model_validator(mode="after")
+    def _docs_need_the_schema(self) -> Settings:
+        if self.docs_enabled and not self.openapi_enabled:
+            raise ValueError("DOCS_ENABLED needs OPENAPI_ENABLED (the docs pages read the schema)")
+        return self
 
     @model_validator(mode="after")
     def _production_needs_a_real_secret(self) -> Settings:

@@ -84,7 +84,7 @@ class BearerTokenSubject(OAuth2PasswordBearer):
 
 # auto_error=False so a missing token gets our error body, not FastAPI's.
 token_subject = BearerTokenSubject(
-    tokenUrl="/api/auth/login", auto_error=False, scheme_name="OAuth2PasswordBearer"
+    tokenUrl="/api/auth/token", auto_error=False, scheme_name="OAuth2PasswordBearer"
 )
 TokenSubject = Annotated[uuid.UUID, Depends(token_subject)]
 

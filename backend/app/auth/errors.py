@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from app.http.errors import AppError, ConflictError
+from app.http.errors import AppError, ConflictError, ErrorCode
 
 
 class AuthenticationError(AppError):
     status_code = 401
-    code = "not_authenticated"
+    code = ErrorCode.NOT_AUTHENTICATED
     message = "Not authenticated"
 
     def __init__(self, message: str | None = None, *, headers: Mapping[str, str] | None = None):
@@ -17,7 +17,7 @@ class AuthenticationError(AppError):
 
 
 class InvalidTokenError(AuthenticationError):
-    code = "invalid_token"
+    code = ErrorCode.INVALID_TOKEN
     message = "Invalid or expired token"
 
 
@@ -27,18 +27,18 @@ class UserGoneError(InvalidTokenError):
 
 
 class InvalidCredentialsError(AuthenticationError):
-    code = "invalid_credentials"
+    code = ErrorCode.INVALID_CREDENTIALS
     message = "Incorrect email or password"
 
 
 class EmailTakenError(ConflictError):
-    code = "email_taken"
+    code = ErrorCode.EMAIL_TAKEN
     message = "An account with this email already exists"
 
 
 class RateLimitedError(AppError):
     status_code = 429
-    code = "rate_limited"
+    code = ErrorCode.RATE_LIMITED
     message = "Too many attempts; try again later"
 
     def __init__(self, retry_after_seconds: int):

@@ -6,10 +6,10 @@ from typing import Annotated, Literal
 
 import asyncpg
 import email_validator
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
 from app.auth.models import EMAIL_MAX_LENGTH, NAME_MAX_LENGTH
-from app.http.schemas import RequestBody, SafeStr
+from app.http.schemas import NUL_FREE, RequestBody, reject_nul
 
 PASSWORD_MIN_LENGTH = 8
 PASSWORD_MAX_LENGTH = 128
@@ -25,7 +25,7 @@ def _normalise_email(value: str) -> str:
             value, check_deliverability=False, globally_deliverable=False, test_environment=True
         )
     except email_validator.EmailNotValidError as exc:
-        raise ValueError(f"value is not a valid email address: {exc}") from None
+        raise ValueError(str(exc)) from None  # a sentence: "The email address is not valid..."
     return validated.normalized.lower()
 
 
@@ -34,19 +34,52 @@ Email = Annotated[
     Field(max_length=EMAIL_MAX_LENGTH, json_schema_extra={"format": "email"}),
     AfterValidator(_normalise_email),
 ]
-Password = Annotated[SafeStr, Field(min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_LENGTH)]
+# Constraints before the validators, as in tasks/schemas.py: pydantic then checks them as string
+# lengths ("at least 8 characters"), not as a generic size ("at least 8 items").
+Password = Annotated[
+    str,
+    StringConstraints(min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_LENGTH),
+    AfterValidator(reject_nul),
+    NUL_FREE,
+]
+# Any length is checked against the hash; only the upper bound guards the hasher.
+PasswordAttempt = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=PASSWORD_MAX_LENGTH),
+    AfterValidator(reject_nul),
+    NUL_FREE,
+    Field(json_schema_extra={"format": "password"}),
+]
+Name = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=NAME_MAX_LENGTH),
+    AfterValidator(reject_nul),
+    NUL_FREE,
+]
 
 
 class SignupRequest(RequestBody):
     email: Email
     password: Password
-    name: Annotated[SafeStr, Field(min_length=1, max_length=NAME_MAX_LENGTH)] | None = None
+    name: Name | None = None
 
 
 class LoginRequest(RequestBody):
     email: Email
-    # Any length is checked against the hash; only the upper bound guards the hasher.
-    password: Annotated[SafeStr, Field(min_length=1, max_length=PASSWORD_MAX_LENGTH)]
+    password: PasswordAttempt
+
+
+class TokenRequestForm(RequestBody):
+    """The OAuth2 password grant (RFC 6749 section 4.3), as Swagger UI's Authorize sends it:
+    ``username`` is the email."""
+
+    username: Email
+    password: PasswordAttempt
+    grant_type: Literal["password"] = "password"
+    scope: str = Field("", description="Ignored: a token grants everything the user owns")
+
+    def as_login(self) -> LoginRequest:
+        return LoginRequest(email=self.username, password=self.password)
 
 
 class UserRead(BaseModel):

@@ -8,14 +8,14 @@ import ssl
 import asyncpg
 from sqlalchemy import exc as sa_exc
 
-from app.http.errors import AppError
+from app.http.errors import AppError, ErrorCode
 
 RETRY_AFTER_SECONDS = "5"
 
 
 class DatabaseUnavailableError(AppError):
     status_code = 503
-    code = "database_unavailable"
+    code = ErrorCode.DATABASE_UNAVAILABLE
     message = "The database is unavailable; retry shortly"
 
     def __init__(self, message: str | None = None):
@@ -23,7 +23,7 @@ class DatabaseUnavailableError(AppError):
 
 
 class DatabaseTimeoutError(DatabaseUnavailableError):
-    code = "database_timeout"
+    code = ErrorCode.DATABASE_TIMEOUT
     message = "The database did not answer in time; retry shortly"
 
 

@@ -1,21 +1,46 @@
-"""The application's error tree and the bodies OpenAPI documents for it.
+"""The application's error tree, the `ErrorCode` enum and the bodies OpenAPI documents for it.
 
 Routes and repositories raise `AppError` subclasses; each domain (auth/errors.py,
 tasks/errors.py) and the database boundary (db/errors.py) define theirs on top of these.
-Bodies are always ``{"detail": <message>, "code": <stable code>}``; `handlers.py` renders them.
+Bodies are always ``{"detail": <message>, "code": <ErrorCode>}``; `handlers.py` renders them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from enum import StrEnum
 from typing import Any, ClassVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
+
+
+class ErrorCode(StrEnum):
+    """Every ``code`` an error body can carry: the stable part of an error a program branches
+    on. Codes are only ever added, so a client should treat one it does not know as it treats
+    the response's status."""
+
+    INTERNAL_ERROR = "internal_error"
+    HTTP_ERROR = "http_error"
+    NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    CONFLICT = "conflict"
+    FORBIDDEN = "forbidden"
+    REQUEST_TOO_LARGE = "request_too_large"
+    VALIDATION_ERROR = "validation_error"
+    NOT_AUTHENTICATED = "not_authenticated"
+    INVALID_TOKEN = "invalid_token"  # noqa: S105 (a code, not a secret)
+    INVALID_CREDENTIALS = "invalid_credentials"
+    EMAIL_TAKEN = "email_taken"
+    RATE_LIMITED = "rate_limited"
+    TASK_NOT_FOUND = "task_not_found"
+    INVALID_CURSOR = "invalid_cursor"
+    DATABASE_UNAVAILABLE = "database_unavailable"
+    DATABASE_TIMEOUT = "database_timeout"
 
 
 class AppError(Exception):
     status_code: ClassVar[int] = 500
-    code: ClassVar[str] = "internal_error"
+    code: ClassVar[ErrorCode] = ErrorCode.INTERNAL_ERROR
     message: ClassVar[str] = "Internal server error"
 
     def __init__(self, message: str | None = None, *, headers: Mapping[str, str] | None = None):
@@ -26,44 +51,60 @@ class AppError(Exception):
 
 # Each error is one row of the contract: its status, its stable code and its default message.
 class NotFoundError(AppError):
-    status_code, code, message = 404, "not_found", "Not found"
+    status_code, code, message = 404, ErrorCode.NOT_FOUND, "Not found"
+
+
+class MethodNotAllowedError(AppError):
+    status_code, code, message = 405, ErrorCode.METHOD_NOT_ALLOWED, "Method not allowed"
 
 
 class ConflictError(AppError):
-    status_code, code, message = 409, "conflict", "Conflict"
+    status_code, code, message = 409, ErrorCode.CONFLICT, "Conflict"
 
 
 class ValidationFailedError(AppError):
-    status_code, code, message = 422, "validation_error", "Request validation failed"
+    status_code, code, message = 422, ErrorCode.VALIDATION_ERROR, "Request validation failed"
     # Where the bad value was, as in FastAPI's own validation errors.
     location: ClassVar[tuple[str, ...]] = ("body",)
 
 
 class PermissionDeniedError(AppError):
-    status_code, code, message = 403, "forbidden", "Not allowed to access this resource"
+    status_code, code, message = 403, ErrorCode.FORBIDDEN, "Not allowed to access this resource"
 
 
 class PayloadTooLargeError(AppError):
-    status_code, code, message = 413, "request_too_large", "Request body too large"
+    status_code, code, message = 413, ErrorCode.REQUEST_TOO_LARGE, "Request body too large"
 
 
 class ErrorBody(BaseModel):
-    """Every error response has this shape (documented in OpenAPI)."""
+    """Every error response has this shape."""
 
-    detail: str
-    code: str
+    detail: str = Field(description="What went wrong, in a sentence fit to show a person")
+    code: ErrorCode
 
 
 class ValidationErrorItem(BaseModel):
-    loc: list[str | int]
+    loc: list[str | int] = Field(description="Where: body, query, path or header, then the field")
     msg: str
-    type: str
+    type: str = Field(description="pydantic's error type, e.g. string_too_short")
 
 
 class ValidationErrorBody(ErrorBody):
     errors: list[ValidationErrorItem]
 
 
+_RETRY_AFTER = {
+    "Retry-After": {
+        "schema": {"type": "integer", "minimum": 1},
+        "description": "Seconds to wait before trying again",
+    }
+}
+_CHALLENGE = {
+    "WWW-Authenticate": {
+        "schema": {"type": "string"},
+        "description": "The bearer challenge (RFC 6750)",
+    }
+}
 ERROR_DESCRIPTIONS = {
     401: "Missing, malformed, invalid or expired bearer token",
     403: "The path's user_id is not the authenticated user",
@@ -71,17 +112,33 @@ ERROR_DESCRIPTIONS = {
     409: "Conflicts with existing data",
     413: "Request body too large",
     422: "Invalid input",
-    429: "Too many attempts",
+    429: "Too many attempts; retry after Retry-After seconds",
     503: "Database unavailable or too slow; retry after Retry-After seconds",
+}
+ERROR_HEADERS: dict[int, dict[str, Any]] = {401: _CHALLENGE, 429: _RETRY_AFTER, 503: _RETRY_AFTER}
+# On every operation (FastAPI(responses=...)): the answer to a bug, so generated clients know
+# its body too.
+UNEXPECTED_ERROR_RESPONSE: dict[int | str, dict[str, Any]] = {
+    "default": {
+        "model": ErrorBody,
+        "description": "Unexpected error (500, code internal_error); X-Request-ID finds it in "
+        "the server's log",
+    }
 }
 
 
-def error_responses(*status_codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` entries for the errors a route can return."""
-    return {
-        code: {
-            "model": ValidationErrorBody if code == 422 else ErrorBody,
-            "description": ERROR_DESCRIPTIONS[code],
+def error_responses(
+    *status_codes: int, descriptions: Mapping[int, str] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for the errors a route can return; ``descriptions``
+    replaces the generic wording where a route means something narrower."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status_code in status_codes:
+        entry: dict[str, Any] = {
+            "model": ValidationErrorBody if status_code == 422 else ErrorBody,
+            "description": (descriptions or {}).get(status_code, ERROR_DESCRIPTIONS[status_code]),
         }
-        for code in status_codes
-    }
+        if status_code in ERROR_HEADERS:
+            entry["headers"] = ERROR_HEADERS[status_code]
+        responses[status_code] = entry
+    return responses

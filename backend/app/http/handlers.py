@@ -5,7 +5,6 @@ Tracebacks, SQL and driver messages go to the log only; clients get the `AppErro
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -15,7 +14,15 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.db.errors import DATABASE_ERROR_TYPES, translate_database_error
-from app.http.errors import AppError, PayloadTooLargeError, ValidationFailedError
+from app.http.errors import (
+    AppError,
+    ErrorCode,
+    MethodNotAllowedError,
+    NotFoundError,
+    PayloadTooLargeError,
+    ValidationFailedError,
+)
+from app.http.validation import describe, error_items
 
 logger = structlog.get_logger("app.errors")
 
@@ -33,18 +40,29 @@ async def _handle_app_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(exc)
 
 
+# Starlette's and FastAPI's own HTTPExceptions, as our errors; any other status keeps it, with
+# the generic code.
+_HTTP_EXCEPTION_ERRORS: dict[int, type[AppError]] = {
+    404: NotFoundError,
+    405: MethodNotAllowedError,
+    413: PayloadTooLargeError,
+}
+
+
 async def _handle_http_exception(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 400:
         # FastAPI's answer to a body it cannot decode (e.g. not UTF-8): bad input like any
         # other malformed body, so the same 422 as invalid JSON.
-        return error_response(ValidationFailedError("Request body is not valid JSON"))
-    codes = {404: "not_found", 405: "method_not_allowed", 413: PayloadTooLargeError.code}
+        return error_response(ValidationFailedError("The request body is not valid JSON."))
     headers = dict(exc.headers or {})
     if exc.status_code == 405:
         headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
+    error = _HTTP_EXCEPTION_ERRORS.get(exc.status_code)
+    if error is not None:
+        return error_response(error(headers=headers))
     return JSONResponse(
-        {"detail": exc.detail, "code": codes.get(exc.status_code, "http_error")},
+        {"detail": exc.detail, "code": ErrorCode.HTTP_ERROR},
         status_code=exc.status_code,
         headers=headers,
     )
@@ -62,23 +80,15 @@ def _allowed_methods(request: Request) -> str | None:
 
 async def _handle_validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = [_summarise(error) for error in exc.errors()]
-    first = errors[0] if errors else None
-    detail = (
-        f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
-        if first
-        else ValidationFailedError.message
-    )
+    errors = exc.errors()
     return JSONResponse(
-        {"detail": detail, "code": ValidationFailedError.code, "errors": errors},
+        {
+            "detail": describe(errors),
+            "code": ErrorCode.VALIDATION_ERROR,
+            "errors": error_items(errors),
+        },
         status_code=422,
     )
-
-
-def _summarise(error: Mapping[str, Any]) -> dict[str, Any]:
-    # Only location, message and type: pydantic's "input" and "ctx" may echo a password.
-    loc: Sequence[str | int] = error.get("loc", ())
-    return {"loc": list(loc), "msg": str(error.get("msg", "")), "type": str(error.get("type"))}
 
 
 async def _handle_database_error(request: Request, exc: Exception) -> JSONResponse:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 def reject_nul(value: str) -> str:
@@ -16,7 +16,19 @@ def reject_nul(value: str) -> str:
 
 # Documents the rule in OpenAPI, so clients (and fuzzers) know NUL is refused.
 NUL_FREE = Field(json_schema_extra={"pattern": "^[^\\x00]*$"})
-SafeStr = Annotated[str, AfterValidator(reject_nul), NUL_FREE]
+
+
+def _without_null(schema: dict[str, Any]) -> None:
+    [published] = [branch for branch in schema.pop("anyOf") if branch != {"type": "null"}]
+    schema.update(published)
+    if "default" in schema and schema["default"] is None:  # absent means unchanged, not null
+        del schema["default"]
+
+
+# For an optional field that may be absent but not null (a validator refuses the null): the
+# schema offers no null to send, while the type stays `X | None`, which pydantic reports as one
+# error at the field's own location (a union would report one per member).
+NOT_NULLABLE = Field(json_schema_extra=_without_null)
 
 
 class RequestBody(BaseModel):

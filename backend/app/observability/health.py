@@ -13,7 +13,8 @@ from pydantic import BaseModel
 from app import __version__
 from app.db.database import Database
 from app.db.deps import DatabaseDep
-from app.db.errors import RETRY_AFTER_SECONDS
+from app.db.errors import RETRY_AFTER_SECONDS, DatabaseUnavailableError
+from app.http.errors import ERROR_HEADERS, ErrorCode
 
 router = APIRouter(tags=["health"])
 logger = structlog.get_logger("app.health")
@@ -39,7 +40,7 @@ class NotReady(BaseModel):
     status: Literal["unavailable"]
     database: str
     detail: str
-    code: str
+    code: ErrorCode
 
 
 # Probes given up on, still cleaning up; referenced so they are not garbage-collected.
@@ -85,7 +86,13 @@ async def liveness(database: DatabaseDep) -> Liveness:
 @router.get(
     "/health/db",
     response_model=Readiness,
-    responses={503: {"model": NotReady, "description": "The database did not answer"}},
+    responses={
+        503: {
+            "model": NotReady,
+            "description": "The database did not answer",
+            "headers": ERROR_HEADERS[503],
+        }
+    },
 )
 async def readiness(database: DatabaseDep) -> Readiness | JSONResponse:
     """Ready to serve: a query round-trips to the database within the probe's budget."""
@@ -96,7 +103,7 @@ async def readiness(database: DatabaseDep) -> Readiness | JSONResponse:
             status="unavailable",
             database=database_name,
             detail="The database did not answer",
-            code="database_unavailable",
+            code=DatabaseUnavailableError.code,
         )
         return JSONResponse(
             body.model_dump(), status_code=503, headers={"Retry-After": RETRY_AFTER_SECONDS}

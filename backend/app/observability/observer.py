@@ -1,6 +1,5 @@
 """The request observer (pure ASGI): one clock and one status capture per request for both the
-access line and the metrics, the request id bound to every log line and echoed back, and the
-last-resort 500 for an exception nothing else handled."""
+access line and the metrics, and the request id bound to every log line and echoed back."""
 
 from __future__ import annotations
 
@@ -12,15 +11,12 @@ from dataclasses import dataclass
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.http.errors import AppError
-from app.http.handlers import error_response
 from app.observability.metrics import UNMATCHED_ROUTE, Metrics
 
 REQUEST_ID_HEADER = b"x-request-id"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 access_logger = structlog.get_logger("app.access")
-error_logger = structlog.get_logger("app.errors")
 
 
 @dataclass(slots=True)
@@ -36,14 +32,12 @@ class RequestObserverMiddleware:
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         start = time.perf_counter()
-        status = 500
-        response_started = False
+        status = 500  # unless a response starts: an exception escaped even the last resort
 
         async def send_observed(message: Message) -> None:
-            nonlocal status, response_started
+            nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                response_started = True
                 message["headers"] = [
                     *message.get("headers", []),
                     (REQUEST_ID_HEADER, request_id.encode()),
@@ -52,13 +46,6 @@ class RequestObserverMiddleware:
 
         try:
             await self.app(scope, receive, send_observed)
-        except Exception:
-            # Handled here, not by Starlette's outermost error middleware, so the traceback
-            # line still carries request_id and the 500 still gets X-Request-ID.
-            error_logger.error("unhandled_error", exc_info=True)
-            if response_started:
-                raise  # too late for an error response; the server closes the connection
-            await error_response(AppError())(scope, receive, send_observed)
         finally:
             seconds = time.perf_counter() - start
             route = getattr(scope.get("route"), "path", None)

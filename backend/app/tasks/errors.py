@@ -1,14 +1,14 @@
-from app.http.errors import NotFoundError, ValidationFailedError
+from app.http.errors import ErrorCode, NotFoundError, ValidationFailedError
 
 
 class TaskNotFoundError(NotFoundError):
     """Missing and not-yours are the same answer: another owner's task does not exist for you."""
 
-    code = "task_not_found"
+    code = ErrorCode.TASK_NOT_FOUND
     message = "Task not found"
 
 
 class InvalidCursorError(ValidationFailedError):
-    code = "invalid_cursor"
+    code = ErrorCode.INVALID_CURSOR
     location = ("query", "cursor")
     message = "The pagination cursor is invalid; restart from the first page"

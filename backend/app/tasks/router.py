@@ -5,11 +5,21 @@ from typing import Annotated
 
 import structlog
 from fastapi import APIRouter, Query, Request, Response, status
+from pydantic import StringConstraints
+from pydantic.json_schema import SkipJsonSchema
 
 from app.http.errors import error_responses
 from app.tasks.deps import TaskRepoDep
 from app.tasks.pagination import CURSOR_PATTERN, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Cursor
-from app.tasks.schemas import TaskCreate, TaskPatch, TaskRead, TaskUpdate, task_json, tasks_json
+from app.tasks.schemas import (
+    TaskCreate,
+    TaskList,
+    TaskPatch,
+    TaskRead,
+    TaskUpdate,
+    task_json,
+    tasks_json,
+)
 
 logger = structlog.get_logger("app.tasks")
 
@@ -33,7 +43,7 @@ class TaskJSONResponse(Response):
 
 @router.get(
     "",
-    response_model=list[TaskRead],
+    response_model=TaskList,
     responses={
         200: {
             "description": 'Newest first. When more remain, a `Link: <url>; rel="next"` '
@@ -45,11 +55,14 @@ class TaskJSONResponse(Response):
 async def list_tasks(
     request: Request,
     tasks: TaskRepoDep,
-    completed: Annotated[bool | None, Query(description="Only completed or open tasks")] = None,
+    # Optional, not nullable: absent means "no filter"; the schema offers no null to send.
+    completed: Annotated[
+        bool | SkipJsonSchema[None], Query(description="Only completed or open tasks")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
     cursor: Annotated[
-        str | None,
-        Query(pattern=CURSOR_PATTERN, description="From the previous page's Link header"),
+        Annotated[str, StringConstraints(pattern=CURSOR_PATTERN)] | SkipJsonSchema[None],
+        Query(description="From the previous page's Link header"),
     ] = None,
 ) -> TaskJSONResponse:
     after = Cursor.decode(cursor) if cursor is not None else None

@@ -7,10 +7,9 @@ from typing import Annotated
 
 import asyncpg
 import orjson
-from pydantic import AfterValidator, BaseModel, StringConstraints, model_validator
-from pydantic.json_schema import SkipJsonSchema
+from pydantic import AfterValidator, BaseModel, RootModel, StringConstraints, model_validator
 
-from app.http.schemas import NUL_FREE, RequestBody, reject_nul
+from app.http.schemas import NOT_NULLABLE, NUL_FREE, RequestBody, reject_nul
 from app.tasks.models import DESCRIPTION_MAX_LENGTH, TITLE_MAX_LENGTH
 
 # Constraints go straight on `str`, before any validator: pydantic applies Annotated metadata in
@@ -44,9 +43,9 @@ class TaskPatch(RequestBody):
 
     # Absent means "unchanged"; null is refused (and not offered in the schema) for the two
     # columns that cannot be null.
-    title: Title | SkipJsonSchema[None] = None
+    title: Annotated[Title | None, NOT_NULLABLE] = None
     description: Description | None = None
-    completed: bool | SkipJsonSchema[None] = None
+    completed: Annotated[bool | None, NOT_NULLABLE] = None
 
     @model_validator(mode="after")
     def _title_and_completed_are_not_nullable(self) -> TaskPatch:
@@ -65,6 +64,10 @@ class TaskRead(BaseModel):
     completed_at: datetime | None
     created_at: datetime
     updated_at: datetime
+
+
+class TaskList(RootModel[list[TaskRead]]):
+    """A page of tasks, newest first (a JSON array; the next page is in the Link header)."""
 
 
 # Responses are serialised straight from the database rows, which already carry TaskRead's

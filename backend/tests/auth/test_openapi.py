@@ -39,10 +39,10 @@ def password_scheme_name(openapi: dict[str, Any]) -> str:
     return name
 
 
-def test_the_oauth2_password_scheme_points_at_the_login_route(openapi: dict[str, Any]) -> None:
+def test_the_oauth2_password_scheme_points_at_the_token_route(openapi: dict[str, Any]) -> None:
     scheme = openapi["components"]["securitySchemes"][password_scheme_name(openapi)]
 
-    assert scheme["flows"] == {"password": {"scopes": {}, "tokenUrl": "/api/auth/login"}}
+    assert scheme["flows"] == {"password": {"scopes": {}, "tokenUrl": "/api/auth/token"}}
 
 
 @pytest.mark.parametrize(("method", "path"), PROTECTED_OPERATIONS)
@@ -55,9 +55,11 @@ def test_protected_routes_require_the_scheme_and_document_401(
     assert "401" in operation["responses"]
 
 
-@pytest.mark.parametrize("path", ["/api/auth/signup", "/api/auth/login"])
-def test_signup_and_login_need_no_token(openapi: dict[str, Any], path: str) -> None:
-    assert "security" not in openapi["paths"][path]["post"]
+@pytest.mark.parametrize("path", ["/api/auth/signup", "/api/auth/login", "/api/auth/token"])
+def test_signup_and_login_declare_that_they_need_no_token(
+    openapi: dict[str, Any], path: str
+) -> None:
+    assert openapi["paths"][path]["post"]["security"] == []
 
 
 def test_task_routes_document_403_for_another_users_namespace(openapi: dict[str, Any]) -> None:
@@ -67,24 +69,38 @@ def test_task_routes_document_403_for_another_users_namespace(openapi: dict[str,
         assert "403" in openapi["paths"][path][method]["responses"], (method, path)
 
 
-def test_login_documents_both_a_json_and_a_form_body(openapi: dict[str, Any]) -> None:
-    content = openapi["paths"]["/api/auth/login"]["post"]["requestBody"]["content"]
+def test_login_takes_one_json_body_and_the_token_route_the_form(openapi: dict[str, Any]) -> None:
+    login = openapi["paths"]["/api/auth/login"]["post"]["requestBody"]["content"]
+    token = openapi["paths"]["/api/auth/token"]["post"]["requestBody"]["content"]
+    schemas = openapi["components"]["schemas"]
 
-    assert set(content) == {"application/json", "application/x-www-form-urlencoded"}
-    json_schema = content["application/json"]["schema"]
-    form_schema = content["application/x-www-form-urlencoded"]["schema"]
-    assert set(json_schema["required"]) == {"email", "password"}
-    assert set(form_schema["required"]) == {"username", "password"}
-    form_fields = form_schema["properties"]
-    assert form_fields["password"]["format"] == "password"
+    assert login == {"application/json": {"schema": {"$ref": "#/components/schemas/LoginRequest"}}}
+    assert token == {
+        "application/x-www-form-urlencoded": {
+            "schema": {"$ref": "#/components/schemas/TokenRequestForm"}
+        }
+    }
+    assert set(schemas["LoginRequest"]["required"]) == {"email", "password"}
+    form = schemas["TokenRequestForm"]
+    assert set(form["required"]) == {"username", "password"}
     # The form documents the JSON body's constraints: username is the email.
-    assert form_fields["username"]["format"] == json_schema["properties"]["email"]["format"]
-    assert form_fields["username"]["maxLength"] == json_schema["properties"]["email"]["maxLength"]
-    assert (
-        form_fields["password"]["maxLength"]
-        == json_schema["properties"]["password"]["maxLength"]
-        == 128
-    )
+    assert form["properties"]["username"] == schemas["LoginRequest"]["properties"]["email"] | {
+        "title": "Username"
+    }
+    assert form["properties"]["password"]["format"] == "password"
+    assert form["properties"]["password"]["maxLength"] == 128
+    assert form["properties"]["grant_type"] == {
+        "type": "string",
+        "const": "password",
+        "default": "password",
+        "title": "Grant Type",
+    }
+
+
+def test_login_and_token_describe_their_401_as_bad_credentials(openapi: dict[str, Any]) -> None:
+    for path in ("/api/auth/login", "/api/auth/token"):
+        unauthorized = openapi["paths"][path]["post"]["responses"]["401"]
+        assert unauthorized["description"] == "Incorrect email or password"
 
 
 def test_signup_documents_201_409_and_422(openapi: dict[str, Any]) -> None:

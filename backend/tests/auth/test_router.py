@@ -7,7 +7,6 @@ import uuid
 from datetime import datetime
 
 import httpx
-import jwt
 import pytest
 from pwdlib import PasswordHash
 from sqlalchemy import text
@@ -19,17 +18,16 @@ from tests.fixtures.accounts import (
     ME_URL,
     PASSWORD,
     SIGNUP_URL,
+    USER_FIELDS,
     StoredUser,
+    assert_token_response,
     assert_unauthorized,
     bearer,
     count_rows,
 )
-from tests.fixtures.app import TEST_JWT_SECRET
 
 # The users and tasks a test leaves through `client` are deleted after it (see fixtures/app.py).
 pytestmark = pytest.mark.usefixtures("clean_database")
-
-USER_FIELDS = {"id", "email", "name", "created_at"}
 
 
 async def fetch_user_row(engine: AsyncEngine, email: str) -> dict[str, object] | None:
@@ -228,20 +226,6 @@ async def test_signup_ignores_a_client_supplied_id(
 # --- login -------------------------------------------------------------------------------
 
 
-def assert_token_response(body: dict[str, object], user_row: StoredUser) -> None:
-    assert set(body) == {"access_token", "token_type", "expires_in", "user"}
-    assert body["token_type"] == "bearer"
-    assert body["expires_in"] == 3600
-    user = body["user"]
-    assert isinstance(user, dict)
-    assert set(user) == USER_FIELDS
-    assert user["id"] == str(user_row.id)
-    assert user["email"] == user_row.email
-    claims = jwt.decode(str(body["access_token"]), TEST_JWT_SECRET, algorithms=["HS256"])
-    assert claims["sub"] == str(user_row.id)
-    assert claims["exp"] - claims["iat"] == 3600
-
-
 async def test_login_with_json_returns_a_bearer_token_for_the_user(
     client: httpx.AsyncClient, stored_user: StoredUser
 ) -> None:
@@ -253,35 +237,11 @@ async def test_login_with_json_returns_a_bearer_token_for_the_user(
     assert_token_response(response.json(), stored_user)
 
 
-async def test_login_with_the_oauth2_password_form_returns_a_bearer_token(
+async def test_login_matches_the_email_case_insensitively(
     client: httpx.AsyncClient, stored_user: StoredUser
 ) -> None:
-    # What Swagger UI's Authorize button sends.
-    response = await client.post(
-        LOGIN_URL,
-        data={
-            "grant_type": "password",
-            "username": stored_user.email,
-            "password": stored_user.password,
-        },
-    )
-
-    assert response.status_code == 200, response.text
-    assert_token_response(response.json(), stored_user)
-    me = await client.get(ME_URL, headers=bearer(response.json()["access_token"]))
-    assert me.status_code == 200, me.text
-
-
-@pytest.mark.parametrize("form", [False, True], ids=["json", "form"])
-async def test_login_matches_the_email_case_insensitively(
-    client: httpx.AsyncClient, stored_user: StoredUser, form: bool
-) -> None:
     email = stored_user.email.upper()
-    response = await (
-        client.post(LOGIN_URL, data={"username": email, "password": stored_user.password})
-        if form
-        else client.post(LOGIN_URL, json={"email": email, "password": stored_user.password})
-    )
+    response = await client.post(LOGIN_URL, json={"email": email, "password": stored_user.password})
 
     assert response.status_code == 200, response.text
     assert response.json()["user"]["id"] == str(stored_user.id)
@@ -301,16 +261,6 @@ async def test_login_wrong_password_and_unknown_email_get_the_same_401(
     assert_unauthorized(unknown_email, "invalid_credentials")
     assert wrong_password.content == unknown_email.content
     assert "access_token" not in wrong_password.text
-
-
-async def test_login_with_a_wrong_password_in_the_form_is_401(
-    client: httpx.AsyncClient, stored_user: StoredUser
-) -> None:
-    response = await client.post(
-        LOGIN_URL, data={"username": stored_user.email, "password": "not the password"}
-    )
-
-    assert_unauthorized(response, "invalid_credentials")
 
 
 async def test_login_for_an_unknown_email_still_runs_one_argon2_verification(
@@ -361,18 +311,12 @@ async def test_login_with_the_dummy_hash_password_for_an_unknown_email_is_401(
         ({"json": {"email": "a@x.io"}}, ["body", "password"]),
         ({"json": {"password": PASSWORD}}, ["body", "email"]),
         ({"json": {"email": "not-an-email", "password": PASSWORD}}, ["body", "email"]),
-        ({"data": {"username": "a@x.io"}}, ["body", "password"]),
-        ({"data": {"password": PASSWORD}}, ["body", "username"]),
-        ({"data": {"username": "not-an-email", "password": PASSWORD}}, ["body", "username"]),
         ({"json": {"email": "a@x.io", "password": "p" * 129}}, ["body", "password"]),
     ],
     ids=[
         "json-no-password",
         "json-no-email",
         "json-bad-email",
-        "form-no-password",
-        "form-no-username",
-        "form-bad-username",
         "json-long-password",
     ],
 )
@@ -386,6 +330,20 @@ async def test_login_with_missing_or_invalid_fields_is_422(
     assert body["code"] == "validation_error"
     assert [error["loc"] for error in body["errors"]] == [loc]
     assert PASSWORD not in response.text
+
+
+async def test_login_takes_json_only_and_points_a_form_at_the_token_route(
+    client: httpx.AsyncClient, stored_user: StoredUser
+) -> None:
+    response = await client.post(
+        LOGIN_URL, data={"username": stored_user.email, "password": stored_user.password}
+    )
+
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["code"] == "validation_error"
+    assert body["detail"] == "The request body must be a JSON object."
+    assert "access_token" not in response.text
 
 
 async def test_login_with_a_body_that_is_not_json_is_422(client: httpx.AsyncClient) -> None:

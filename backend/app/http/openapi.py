@@ -1,0 +1,49 @@
+"""The published schema: what FastAPI derives from the routes, plus the rules it leaves implicit.
+
+- operationIds are the route functions' names (``list_tasks``), so generated clients get
+  readable method names; they must be unique, and a test keeps them from changing by accident.
+- An operation that requires no credentials says so (``security: []``), for generators and
+  gateways that would otherwise apply a default.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+
+HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
+
+
+def operation_id(route: APIRoute) -> str:
+    """FastAPI's generate_unique_id_function: the function's name, which is also the route's."""
+    return route.name
+
+
+def install_openapi(app: FastAPI) -> None:
+    """Replace ``app.openapi``: FastAPI builds the schema, this finishes it, once."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            _finish(FastAPI.openapi(app))
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _finish(schema: dict[str, Any]) -> None:
+    operations = [
+        operation
+        for path_item in schema.get("paths", {}).values()
+        for method, operation in path_item.items()
+        if method in HTTP_METHODS
+    ]
+    repeated = [
+        name for name, count in Counter(op["operationId"] for op in operations).items() if count > 1
+    ]
+    if repeated:
+        raise RuntimeError(f"operationIds must be unique; repeated: {', '.join(sorted(repeated))}")
+    for operation in operations:
+        operation.setdefault("security", [])
