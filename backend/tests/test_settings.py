@@ -49,6 +49,9 @@ def test_defaults_are_the_documented_ones(env: pytest.MonkeyPatch) -> None:
     ) == (20, 0, True, 3600, 10.0, 10.0)
     assert (settings.log_level, settings.log_format) == ("INFO", "json")
     assert settings.cors_origins == []
+    assert "traceparent" in settings.cors_allow_headers
+    assert "WWW-Authenticate" in settings.cors_expose_headers
+    assert (settings.docs_enabled, settings.openapi_enabled) == (True, True)
     assert settings.jwt_secret is None
 
 
@@ -114,6 +117,32 @@ def test_cors_wildcard_is_refused(env: pytest.MonkeyPatch, origins: str) -> None
 
     assert message == (
         "Invalid setting CORS_ORIGINS: '*' is not allowed; list the SPA's origins explicitly"
+    )
+
+
+def test_cors_header_lists_are_split_on_commas(env: pytest.MonkeyPatch) -> None:
+    env.setenv("CORS_ALLOW_HEADERS", "Authorization, X-Trace ,")
+    env.setenv("CORS_EXPOSE_HEADERS", "ETag")
+
+    settings = load_settings()
+
+    assert settings.cors_allow_headers == ["Authorization", "X-Trace"]
+    assert settings.cors_expose_headers == ["ETag"]
+
+
+@pytest.mark.parametrize("value", ["*", "X-Ok,Bad Header", "X-Ok,a:b"])
+def test_cors_header_lists_take_header_names_only(env: pytest.MonkeyPatch, value: str) -> None:
+    message = _error(env, CORS_EXPOSE_HEADERS=value)
+
+    assert message.startswith("Invalid setting CORS_EXPOSE_HEADERS: ")
+    assert "is not a header name" in message
+
+
+def test_docs_without_the_schema_are_refused(env: pytest.MonkeyPatch) -> None:
+    message = _error(env, OPENAPI_ENABLED="false")
+
+    assert message == (
+        "Invalid setting DOCS_ENABLED needs OPENAPI_ENABLED (the docs pages read the schema)"
     )
 
 
