@@ -12,6 +12,8 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     # Responses are per user (or live probes): never stored by browsers or shared caches.
     "Cache-Control": "no-store",
+    # JSON never needs to load or run anything; the docs pages send a policy of their own.
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
 }
 # As ASGI carries them: lowercase names, bytes.
 _RAW_HEADERS = [(name.lower().encode(), value.encode()) for name, value in SECURITY_HEADERS.items()]

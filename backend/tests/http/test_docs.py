@@ -63,6 +63,8 @@ async def test_a_docs_page_admits_its_own_inline_script_by_hash_and_nothing_else
     client: httpx.AsyncClient, page: str
 ) -> None:
     response = await client.get(page)
+    # The page's own policy, not the API's (a response carries one, or browsers enforce both).
+    assert len(response.headers.get_list("content-security-policy")) == 1
     policy = _directives(response.headers["content-security-policy"])
 
     scripts = _INLINE_SCRIPTS.findall(response.text)
