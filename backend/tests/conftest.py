@@ -10,6 +10,7 @@ pytest_plugins = [
     "tests.fixtures.tasks",
     "tests.fixtures.logs",
     "tests.fixtures.cluster",
+    "tests.fixtures.generated_client",
 ]
 
 
