@@ -11,6 +11,7 @@ pytest_plugins = [
     "tests.fixtures.logs",
     "tests.fixtures.cluster",
     "tests.fixtures.browser",
+    "tests.fixtures.generated_client",
 ]
 
 
