@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 import asyncpg
 import email_validator
-from pydantic import AfterValidator, BaseModel, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from app.auth.models import EMAIL_MAX_LENGTH, NAME_MAX_LENGTH
 from app.http.schemas import NUL_FREE, RequestBody, reject_nul
@@ -95,6 +95,9 @@ class UserRead(BaseModel):
 
 
 class TokenResponse(BaseModel):
+    # Always sent, so required in the published schema (a default would make it optional).
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
+
     access_token: str
     token_type: Literal["bearer"] = "bearer"  # noqa: S105
     expires_in: int = Field(description="Seconds until the token expires")

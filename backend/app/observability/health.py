@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from enum import StrEnum
 from typing import Literal
 
 import structlog
@@ -24,10 +25,17 @@ LIVENESS_DB_TIMEOUT_SECONDS = 1.0
 READINESS_TIMEOUT_SECONDS = 1.5
 
 
+class DatabaseConnection(StrEnum):
+    """Named, so generated clients get this name rather than one they make up."""
+
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"
+
+
 class Liveness(BaseModel):
     status: Literal["ok"]
     version: str
-    database: Literal["connected", "disconnected"]
+    database: DatabaseConnection
 
 
 class Readiness(BaseModel):
@@ -79,7 +87,9 @@ async def liveness(database: DatabaseDep) -> Liveness:
     return Liveness(
         status="ok",
         version=__version__,
-        database="connected" if latency is not None else "disconnected",
+        database=DatabaseConnection.CONNECTED
+        if latency is not None
+        else DatabaseConnection.DISCONNECTED,
     )
 
 

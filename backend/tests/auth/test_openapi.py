@@ -134,9 +134,7 @@ def test_user_and_token_schemas_expose_no_password(openapi: dict[str, Any]) -> N
     schemas = openapi["components"]["schemas"]
 
     assert set(schemas["UserRead"]["properties"]) == {"id", "email", "name", "created_at"}
-    assert set(schemas["TokenResponse"]["properties"]) == {
-        "access_token",
-        "token_type",
-        "expires_in",
-        "user",
-    }
+    token_fields = {"access_token", "token_type", "expires_in", "user"}
+    assert set(schemas["TokenResponse"]["properties"]) == token_fields
+    # Always sent, so required: a generated client need not handle an absent token_type.
+    assert set(schemas["TokenResponse"]["required"]) == token_fields
