@@ -39,12 +39,8 @@ database = "none"
 
 @pytest.fixture
 def server(database_url: str, tmp_path: Path, clean_database: None) -> Iterator[AppServer]:
-    app_server = AppServer(database_url=database_url, root=tmp_path)
-    app_server.start()
-    try:
+    with AppServer(database_url=database_url, root=tmp_path).serving() as app_server:
         yield app_server
-    finally:
-        app_server.stop()
 
 
 @pytest.mark.timeout(900)

@@ -141,12 +141,8 @@ def image_server(database_url: str, tmp_path: Path, clean_database: None) -> Ite
     env = {**_runtime_env(), "HOST": "127.0.0.1", "SHUTDOWN_GRACE_SECONDS": "20"}
     env.pop("PATH")
     env.pop("PORT")  # a free port instead of 8000
-    server = AppServer(database_url=database_url, root=tmp_path, env=env)
-    server.start()
-    try:
+    with AppServer(database_url=database_url, root=tmp_path, env=env).serving() as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_image_start_command_serves_and_its_healthcheck_passes(image_server: AppServer) -> None:

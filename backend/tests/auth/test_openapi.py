@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 import pytest
 
 # The users and tasks a test leaves through `client` are deleted after it (see fixtures/app.py).
@@ -20,14 +19,6 @@ PROTECTED_OPERATIONS = [
     ("delete", "/api/{user_id}/tasks/{task_id}"),
     ("patch", "/api/{user_id}/tasks/{task_id}/complete"),
 ]
-
-
-@pytest.fixture
-async def openapi(client: httpx.AsyncClient) -> dict[str, Any]:
-    response = await client.get("/openapi.json")
-    assert response.status_code == 200, response.text
-    document: dict[str, Any] = response.json()
-    return document
 
 
 def password_scheme_name(openapi: dict[str, Any]) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 import pytest
 from openapi_spec_validator import validate
 
@@ -34,14 +33,6 @@ OPERATION_IDS = {
 }
 PUBLIC_OPERATIONS = {"signup", "login", "token", "liveness", "readiness"}
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "options", "head", "trace"}
-
-
-@pytest.fixture
-async def openapi(client: httpx.AsyncClient) -> dict[str, Any]:
-    response = await client.get("/openapi.json")
-    assert response.status_code == 200, response.text
-    document: dict[str, Any] = response.json()
-    return document
 
 
 def operations(openapi: dict[str, Any]) -> dict[str, dict[str, Any]]:
