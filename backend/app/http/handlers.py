@@ -10,8 +10,9 @@ from typing import Any
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from app.db.errors import DATABASE_ERROR_TYPES, translate_database_error
 from app.http.errors import (
@@ -49,8 +50,21 @@ _HTTP_EXCEPTION_ERRORS: dict[int, type[AppError]] = {
 }
 
 
-async def _handle_http_exception(request: Request, exc: Exception) -> JSONResponse:
+# nginx's "client closed request": what the access line and the metrics record when the
+# client went away before its request was read; nobody receives it.
+CLIENT_CLOSED_REQUEST = 499
+
+
+def client_gone_response() -> Response:
+    logger.info("client_disconnected")
+    return Response(status_code=CLIENT_CLOSED_REQUEST)
+
+
+async def _handle_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc.__cause__, ClientDisconnect):
+        # FastAPI turns any failure to read the body into a 400, a vanished client included.
+        return client_gone_response()
     if exc.status_code == 400:
         # FastAPI's answer to a body it cannot decode (e.g. not UTF-8): bad input like any
         # other malformed body, so the same 422 as invalid JSON.

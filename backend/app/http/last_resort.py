@@ -6,10 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import structlog
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.http.errors import AppError
-from app.http.handlers import error_response
+from app.http.handlers import client_gone_response, error_response
 
 logger = structlog.get_logger("app.errors")
 
@@ -31,6 +32,10 @@ class LastResortErrorMiddleware:
 
         try:
             await self.app(scope, receive, send_tracked)
+        except ClientDisconnect:
+            # The client went away mid-body: not a server error, and no one to answer.
+            if not response_started:
+                await client_gone_response()(scope, receive, send)
         except Exception:
             # Handled here, not by Starlette's outermost error middleware, so the traceback
             # line still carries request_id and the 500 still gets X-Request-ID and CORS.

@@ -21,12 +21,12 @@ import structlog
 SECRET_KEYS = frozenset(
     {"password", "new_password", "token", "access_token", "authorization", "jwt_secret", "secret"}
 )
-# user:password@ in any URL-looking string.
-# Bounded repeats: an unbounded scheme part made this quadratic on long paths (a cheap way to
-# stall the event loop with one long URL).
-_URL_PASSWORD = re.compile(
-    r"(?P<scheme>\b[a-z][a-z0-9+.-]{0,31}://[^:/@\s]{0,256}):[^@\s]{0,1024}@", re.IGNORECASE
-)
+# user:password@ after any "://". Linear in the text's length: a match can only start at a
+# "://" (found by a literal search), and its user and password parts stop at "/", as a URL's
+# userinfo does, so no attempt scans past the next one. The scheme is not part of the pattern:
+# matching it from every word boundary cost 10 ms on 64 KB of "a.a.a.", and a bounded user and
+# password that ran on past "/" cost 50 ms on a path of repeated "a://:".
+_URL_PASSWORD = re.compile(r"(?P<userinfo>://[^:/?#@\s]{0,256}):[^/?#@\s]{0,1024}@")
 _BEARER = re.compile(r"(bearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
 REDACTED = "[redacted]"
 
@@ -35,7 +35,7 @@ def redact_text(text: str) -> str:
     if "@" not in text and "bearer" not in text.lower():
         return text  # neither pattern can match: most values, without running a regex
     # URL passwords first: "Bearer postgres://u:p@h" must not lose only "postgres" to the token.
-    return _BEARER.sub(rf"\1{REDACTED}", _URL_PASSWORD.sub(rf"\g<scheme>:{REDACTED}@", text))
+    return _BEARER.sub(rf"\1{REDACTED}", _URL_PASSWORD.sub(rf"\g<userinfo>:{REDACTED}@", text))
 
 
 def redact_secrets(

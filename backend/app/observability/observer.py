@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.observability.metrics import UNMATCHED_ROUTE, Metrics
 
 REQUEST_ID_HEADER = b"x-request-id"
+MAX_LOGGED_PATH = 1024
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 access_logger = structlog.get_logger("app.access")
@@ -52,7 +53,7 @@ class RequestObserverMiddleware:
             access_logger.info(
                 "request",
                 method=scope["method"],
-                path=scope["path"],
+                path=_bounded(scope["path"]),
                 route=route,
                 status=status,
                 duration_ms=round(seconds * 1000, 2),
@@ -60,6 +61,13 @@ class RequestObserverMiddleware:
             if self.metrics is not None:
                 self.metrics.observe(scope["method"], route or UNMATCHED_ROUTE, status, seconds)
             structlog.contextvars.clear_contextvars()
+
+
+def _bounded(path: str) -> str:
+    # The path is the client's to choose: what the line carries (and redaction scans) is capped.
+    if len(path) <= MAX_LOGGED_PATH:
+        return path
+    return f"{path[:MAX_LOGGED_PATH]}...[{len(path) - MAX_LOGGED_PATH} more characters]"
 
 
 def _incoming_request_id(scope: Scope) -> str | None:

@@ -7,6 +7,7 @@ import io
 import logging
 import re
 import sys
+import time
 
 import httpx
 import pytest
@@ -17,7 +18,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.main import create_app
-from app.observability.logging import configure_logging
+from app.observability.logging import configure_logging, redact_text
 from tests.fixtures.accounts import Account, SignUp
 from tests.fixtures.app import make_settings
 from tests.fixtures.logs import LogOutput
@@ -298,3 +299,45 @@ async def test_a_log_line_that_cannot_be_written_does_not_fail_the_request(
         titles = (await connection.scalars(text("SELECT title FROM tasks"))).all()
     assert titles == ["logged nowhere"]
     assert "log line lost (BrokenPipeError" in capsys.readouterr().err
+
+
+# --- what a crafted request costs the log -------------------------------------------------
+
+
+def _best_of(runs: int, text: str) -> float:
+    timings = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        redact_text(text)
+        timings.append(time.perf_counter() - start)
+    return min(timings)
+
+
+@pytest.mark.parametrize(
+    "crafted",
+    [
+        "a://:" * 13_000 + "@",
+        "a." * 32_000 + "://x:@",
+        "a.a://:" * 9_000 + "@",
+        "://:" * 16_000 + "@",
+    ],
+    ids=["repeated-scheme-and-colon", "word-boundaries", "both", "repeated-separator"],
+)
+def test_redaction_costs_about_the_same_whatever_the_text_contains(crafted: str) -> None:
+    """Compared with benign text of the same length, so the test does not depend on the
+    machine's speed: the crafted paths once cost 20-100 times as much."""
+    benign = "/api/" + "b" * (len(crafted) - 6) + "@"
+
+    assert _best_of(5, crafted) < 6 * _best_of(5, benign)
+
+
+async def test_the_access_line_carries_a_long_path_cut_short(
+    client: httpx.AsyncClient, log_output: LogOutput
+) -> None:
+    path = "/" + "p" * 5_000
+
+    response = await client.get(path)
+
+    assert response.status_code == 404
+    [line] = log_output.records(logger="app.access")
+    assert line["path"] == path[:1024] + "...[3977 more characters]"
