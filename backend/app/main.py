@@ -16,6 +16,7 @@ from app.auth.rate_limit import RateLimiter
 from app.auth.router import router as auth_router
 from app.auth.tokens import TokenCodec
 from app.db.database import Database
+from app.http.allowed_hosts import AllowedHostsMiddleware
 from app.http.body_limit import BodySizeLimitMiddleware
 from app.http.docs import install_docs
 from app.http.errors import UNEXPECTED_ERROR_RESPONSE
@@ -41,7 +42,7 @@ class LifespanState(TypedDict):
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
     configure_logging(settings.log_level, settings.log_format)
-    metrics = Metrics() if settings.metrics_enabled else None
+    metrics = Metrics(settings.metrics_token) if settings.metrics_enabled else None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[LifespanState]:
@@ -109,6 +110,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=settings.cors_expose_headers,
             max_age=600,
         )
+    if settings.allowed_hosts:
+        # Inside the observer: a refused host still gets an access line and a request id.
+        app.add_middleware(AllowedHostsMiddleware, hosts=settings.allowed_hosts)
     app.add_middleware(RequestObserverMiddleware, metrics=metrics)
     app.add_middleware(SecurityHeadersMiddleware)
     return app

@@ -17,6 +17,8 @@ LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 MIN_JWT_SECRET_BYTES = 32
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # A header field name: RFC 9110's token.
+# A DNS name, IPv4 address or bracketed IPv6 address, without a port.
+HOST_NAME = re.compile(r"[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]")
 HEADER_NAME = re.compile(r"[!#$%&'+.^_`|~0-9A-Za-z-]+")
 
 
@@ -97,6 +99,12 @@ class Settings(BaseSettings):
     openapi_enabled: bool = True
     max_request_body_bytes: int = Field(64 * 1024, ge=1024)
     metrics_enabled: bool = True
+    # Set: /metrics answers only `Authorization: Bearer <token>` (Prometheus's scrape config:
+    # authorization.credentials).
+    metrics_token: SecretStr | None = Field(None, min_length=16)
+    # Set: requests whose Host is not listed (a name, or "*.example.com") get 400 `invalid_host`,
+    # so the URLs built from it (Location, Link) name only this service. Unset: any host.
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -128,7 +136,9 @@ class Settings(BaseSettings):
             raise ValueError(str(exc)) from None
         return value
 
-    @field_validator("cors_origins", "cors_allow_headers", "cors_expose_headers", mode="before")
+    @field_validator(
+        "cors_origins", "cors_allow_headers", "cors_expose_headers", "allowed_hosts", mode="before"
+    )
     @classmethod
     def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
@@ -150,6 +160,15 @@ class Settings(BaseSettings):
         if "*" in value:
             raise ValueError("'*' is not allowed; list the SPA's origins explicitly")
         return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_patterns(cls, value: list[str]) -> list[str]:
+        for host in value:
+            name = host.removeprefix("*.")
+            if not HOST_NAME.fullmatch(name) or "*" in name:
+                raise ValueError(f"{host!r} is not a host name or '*.domain' pattern")
+        return [host.lower() for host in value]
 
     @model_validator(mode="after")
     def _docs_need_the_schema(self) -> Settings:

@@ -138,6 +138,29 @@ def test_cors_header_lists_take_header_names_only(env: pytest.MonkeyPatch, value
     assert "is not a header name" in message
 
 
+def test_allowed_hosts_are_split_and_lower_cased(env: pytest.MonkeyPatch) -> None:
+    env.setenv("ALLOWED_HOSTS", "API.example.com, *.Internal,[::1]")
+
+    assert load_settings().allowed_hosts == ["api.example.com", "*.internal", "[::1]"]
+
+
+@pytest.mark.parametrize("value", ["*", "api.example.com:443", "*.*.example.com", "a b"])
+def test_allowed_hosts_take_names_or_subdomain_patterns_only(
+    env: pytest.MonkeyPatch, value: str
+) -> None:
+    message = _error(env, ALLOWED_HOSTS=value)
+
+    assert message.startswith("Invalid setting ALLOWED_HOSTS: ")
+    assert "is not a host name" in message
+
+
+def test_a_short_metrics_token_is_refused(env: pytest.MonkeyPatch) -> None:
+    message = _error(env, METRICS_TOKEN="short")
+
+    assert message.startswith("Invalid setting METRICS_TOKEN: ")
+    assert "short" not in message.removeprefix("Invalid setting METRICS_TOKEN: ")
+
+
 def test_docs_without_the_schema_are_refused(env: pytest.MonkeyPatch) -> None:
     message = _error(env, OPENAPI_ENABLED="false")
 

@@ -27,6 +27,7 @@ class ErrorCode(StrEnum):
     FORBIDDEN = "forbidden"
     REQUEST_TOO_LARGE = "request_too_large"
     VALIDATION_ERROR = "validation_error"
+    INVALID_HOST = "invalid_host"
     NOT_AUTHENTICATED = "not_authenticated"
     INVALID_TOKEN = "invalid_token"  # noqa: S105 (a code, not a secret)
     INVALID_CREDENTIALS = "invalid_credentials"

@@ -7,6 +7,7 @@ workers every worker serves its own numbers; scrape each worker or aggregate in 
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Iterator
 from typing import Annotated
 
@@ -20,9 +21,11 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from pydantic import SecretStr
 from sqlalchemy.pool import QueuePool
 
 from app.db.database import Database
+from app.http.errors import AppError, ErrorCode
 
 # Paths that matched no route share one label, so scanners cannot explode the label set.
 UNMATCHED_ROUTE = "<unmatched>"
@@ -30,7 +33,10 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, scrape_token: SecretStr | None = None) -> None:
+        # The numbers name routes, statuses and pool sizes: fine for a private network, but
+        # a deployment that exposes the port can ask scrapers for a token.
+        self.scrape_token = scrape_token
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "http_requests",
@@ -88,10 +94,24 @@ async def get_metrics(request: Request) -> Metrics:
     return metrics
 
 
+class ScrapeNotAuthorizedError(AppError):
+    status_code, code, message = 401, ErrorCode.NOT_AUTHENTICATED, "A metrics token is required"
+
+    def __init__(self) -> None:
+        super().__init__(headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+
+
 router = APIRouter(tags=["operations"])
 
 
 @router.get("/metrics", include_in_schema=False)
-async def serve_metrics(metrics: Annotated[Metrics, Depends(get_metrics)]) -> Response:
-    """The Prometheus text format (enabled by METRICS_ENABLED)."""
+async def serve_metrics(
+    request: Request, metrics: Annotated[Metrics, Depends(get_metrics)]
+) -> Response:
+    """The Prometheus text format (METRICS_ENABLED), for a bearer of METRICS_TOKEN if set."""
+    if metrics.scrape_token is not None:
+        presented = request.headers.get("authorization", "").encode()
+        expected = f"Bearer {metrics.scrape_token.get_secret_value()}".encode()
+        if not hmac.compare_digest(presented, expected):
+            raise ScrapeNotAuthorizedError()
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

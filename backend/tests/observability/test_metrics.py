@@ -71,3 +71,44 @@ async def client_without_metrics(database_url: str) -> AsyncIterator[httpx.Async
 
 async def test_metrics_can_be_disabled(client_without_metrics: httpx.AsyncClient) -> None:
     assert (await client_without_metrics.get("/metrics")).status_code == 404
+
+
+SCRAPE_TOKEN = "scrape-" + "t" * 24
+
+
+@pytest.fixture
+async def client_with_a_scrape_token(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(make_settings(database_url, metrics_token=SCRAPE_TOKEN))
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            yield http
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "Bearer wrong-token-of-some-length", f"Basic {SCRAPE_TOKEN}", SCRAPE_TOKEN],
+    ids=["none", "wrong", "other-scheme", "bare"],
+)
+async def test_with_a_token_set_a_scrape_without_it_is_401(
+    client_with_a_scrape_token: httpx.AsyncClient, authorization: str | None
+) -> None:
+    headers = {"Authorization": authorization} if authorization else {}
+
+    response = await client_with_a_scrape_token.get("/metrics", headers=headers)
+
+    assert response.status_code == 401
+    assert response.json() == {"detail": "A metrics token is required", "code": "not_authenticated"}
+    assert response.headers["www-authenticate"] == 'Bearer realm="metrics"'
+    assert "http_requests_total" not in response.text
+
+
+async def test_with_a_token_set_its_bearer_gets_the_numbers(
+    client_with_a_scrape_token: httpx.AsyncClient,
+) -> None:
+    response = await client_with_a_scrape_token.get(
+        "/metrics", headers={"Authorization": f"Bearer {SCRAPE_TOKEN}"}
+    )
+
+    assert response.status_code == 200
+    assert "http_requests_total" in response.text
