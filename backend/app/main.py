@@ -79,9 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_openapi(app)
     app.state.token_codec = TokenCodec.from_settings(settings)
-    app.state.rate_limiter = RateLimiter(
-        settings.rate_limit_auth_per_address, settings.rate_limit_login_failures_per_account
-    )
+    app.state.rate_limiter = RateLimiter.from_settings(settings)
     register_error_handlers(app)
     # Routes are matched in order: the task routes, which take nearly all the traffic, first.
     app.include_router(tasks_router)

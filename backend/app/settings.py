@@ -57,9 +57,11 @@ class Settings(BaseSettings):
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
 
-    # Abuse limits for signup and login (the `limits` notation: "N/period").
+    # Abuse limits for signup and login (the `limits` notation: "N/period"; auth/rate_limit.py).
     rate_limit_auth_per_address: str = "30/minute"
-    rate_limit_login_failures_per_account: str = "5/15 minutes"
+    rate_limit_login_failures_per_account_and_address: str = "5/15 minutes"
+    # The threshold of the per-account delay, and the window over which failures count.
+    rate_limit_login_failures_per_account: str = "10/15 minutes"
 
     # Serving (the run command and the container image)
     host: str = "127.0.0.1"
@@ -116,7 +118,11 @@ class Settings(BaseSettings):
     def _lower_log_format(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
-    @field_validator("rate_limit_auth_per_address", "rate_limit_login_failures_per_account")
+    @field_validator(
+        "rate_limit_auth_per_address",
+        "rate_limit_login_failures_per_account_and_address",
+        "rate_limit_login_failures_per_account",
+    )
     @classmethod
     def _check_rate_limit(cls, value: str) -> str:
         try:

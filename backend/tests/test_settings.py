@@ -240,6 +240,12 @@ def test_jwt_secret_is_optional_for_the_embedded_database(env: pytest.MonkeyPatc
             "'30/minute' or '5/15 minutes'",
             id="bad-rate-limit",
         ),
+        pytest.param(
+            {"RATE_LIMIT_LOGIN_FAILURES_PER_ACCOUNT_AND_ADDRESS": "5 per fortnight"},
+            "Invalid setting RATE_LIMIT_LOGIN_FAILURES_PER_ACCOUNT_AND_ADDRESS: expected a limit "
+            "such as '30/minute' or '5/15 minutes'",
+            id="bad-login-rate-limit",
+        ),
     ],
 )
 def test_an_invalid_setting_is_one_line_naming_the_variable(

@@ -9,7 +9,7 @@ import structlog
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
-from app.auth.errors import AuthenticationError, InvalidTokenError
+from app.auth.errors import AuthenticationError, InvalidTokenError, RateLimitedError
 from app.auth.rate_limit import RateLimiter
 from app.auth.repository import UserRepository, user_gone
 from app.auth.schemas import UserRead
@@ -48,9 +48,37 @@ async def get_user_repository(database: DatabaseDep) -> UserRepository:
 UserRepoDep = Annotated[UserRepository, Depends(get_user_repository)]
 
 
-async def limit_by_client_address(request: Request, limiter: RateLimiterDep) -> None:
-    """Every credential attempt counts against the caller's address (the proxy-resolved one)."""
-    limiter.hit_address(request.client.host if request.client else "unknown")
+def bind_client_address(request: Request) -> str:
+    """The caller's address as uvicorn resolved it: the TCP peer, or its X-Forwarded-For when
+    the peer is in FORWARDED_ALLOW_IPS (README "Client addresses behind a proxy")."""
+    address = request.client.host if request.client else "unknown"
+    # Bound for every line of a request that presents a credential, so a security event
+    # decided deep in a repository (a deleted user's token) still says where it came from.
+    structlog.contextvars.bind_contextvars(client_address=address)
+    return address
+
+
+def _count_attempt(request: Request, limiter: RateLimiter, refused_event: str) -> str:
+    address = bind_client_address(request)
+    refusal = limiter.hit_address(address)
+    if refusal is not None:
+        logger.info(refused_event, retry_after=refusal.retry_after, limit=refusal.limit)
+        raise RateLimitedError(refusal.retry_after)
+    return address
+
+
+async def count_signup_attempt(request: Request, limiter: RateLimiterDep) -> None:
+    """A signup counts against the caller's address in the same window as logins: signup says
+    whether an email has an account, so probing emails must cost what guessing passwords does."""
+    _count_attempt(request, limiter, "signup_throttled")
+
+
+async def count_login_attempt(request: Request, limiter: RateLimiterDep) -> str:
+    """A login counts against the caller's address; the address, for the per-account limits."""
+    return _count_attempt(request, limiter, "login_throttled")
+
+
+LoginAddress = Annotated[str, Depends(count_login_attempt)]
 
 
 async def get_auth_service(
@@ -73,6 +101,7 @@ class BearerTokenSubject(OAuth2PasswordBearer):
         token = await super().__call__(request)
         if not token:
             raise AuthenticationError()
+        bind_client_address(request)
         # Called, not declared, as in tasks/deps.py: this runs on every task request.
         codec = await get_token_codec(request)
         try:
@@ -94,7 +123,7 @@ async def get_current_user(subject: TokenSubject, users: UserRepoDep) -> UserRea
     row = await users.get(subject)
     if row is None:
         # A valid signature is not enough: the account may have been deleted since.
-        raise user_gone()
+        raise user_gone(subject)
     structlog.contextvars.bind_contextvars(user_id=str(subject))
     return UserRead.from_row(row)
 

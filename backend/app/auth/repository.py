@@ -40,10 +40,11 @@ class UserRepository:
         has already proved the owner exists, and the hot path needs no query of its own.
         """
         if not await self._database.fetch_value(USER_EXISTS, user_id=user_id):
-            raise user_gone()
+            raise user_gone(user_id)
 
 
-def user_gone() -> UserGoneError:
-    """The error for a verified token whose user no longer exists, logged once here."""
-    logger.info("token_rejected", reason="unknown subject")
+def user_gone(user_id: uuid.UUID) -> UserGoneError:
+    """The error for a verified token whose user no longer exists, logged once here (the
+    signature is valid, so the user id it names is worth logging)."""
+    logger.info("token_rejected", reason="unknown subject", user_id=str(user_id))
     return UserGoneError()

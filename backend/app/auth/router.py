@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, status
 
-from app.auth.deps import AuthServiceDep, CurrentUser, limit_by_client_address
+from app.auth.deps import AuthServiceDep, CurrentUser, LoginAddress, count_signup_attempt
 from app.auth.schemas import LoginRequest, SignupRequest, TokenRequestForm, TokenResponse, UserRead
 from app.http.errors import error_responses
 
@@ -18,7 +18,7 @@ BAD_CREDENTIALS = error_responses(
 @router.post(
     "/signup",
     status_code=status.HTTP_201_CREATED,
-    dependencies=[Depends(limit_by_client_address)],
+    dependencies=[Depends(count_signup_attempt)],
     responses=error_responses(409, 413, 422, 429, 503),
 )
 async def signup(body: SignupRequest, service: AuthServiceDep) -> UserRead:
@@ -26,20 +26,22 @@ async def signup(body: SignupRequest, service: AuthServiceDep) -> UserRead:
     return await service.sign_up(body)
 
 
-@router.post("/login", dependencies=[Depends(limit_by_client_address)], responses=BAD_CREDENTIALS)
-async def login(body: LoginRequest, service: AuthServiceDep) -> TokenResponse:
+@router.post("/login", responses=BAD_CREDENTIALS)
+async def login(
+    body: LoginRequest, service: AuthServiceDep, address: LoginAddress
+) -> TokenResponse:
     """Exchange email and password for a bearer token."""
-    user, token = await service.log_in(body)
+    user, token = await service.log_in(body, address)
     return TokenResponse(access_token=token.value, expires_in=token.expires_in, user=user)
 
 
-@router.post("/token", dependencies=[Depends(limit_by_client_address)], responses=BAD_CREDENTIALS)
+@router.post("/token", responses=BAD_CREDENTIALS)
 async def token(
-    form: Annotated[TokenRequestForm, Form()], service: AuthServiceDep
+    form: Annotated[TokenRequestForm, Form()], service: AuthServiceDep, address: LoginAddress
 ) -> TokenResponse:
     """The OAuth2 password grant, as a form (``username`` is the email): the ``tokenUrl`` of
     the security scheme, so the Authorize button of ``/docs`` works. Same answers as login."""
-    user, issued = await service.log_in(form.as_login())
+    user, issued = await service.log_in(form.as_login(), address)
     return TokenResponse(access_token=issued.value, expires_in=issued.expires_in, user=user)
 
 

@@ -1,15 +1,20 @@
-"""Sign-up and login: hashing, the user repository and token issuing in one place."""
+"""Sign-up and login: hashing, the user repository, the login limits and token issuing in one
+place."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.auth.errors import InvalidCredentialsError
+import structlog
+
+from app.auth.errors import InvalidCredentialsError, RateLimitedError
 from app.auth.passwords import hash_password, verify_password
 from app.auth.rate_limit import RateLimiter
 from app.auth.repository import UserRepository
 from app.auth.schemas import LoginRequest, SignupRequest, UserRead
 from app.auth.tokens import IssuedToken, TokenCodec
+
+logger = structlog.get_logger("app.auth")
 
 
 @dataclass(frozen=True)
@@ -25,18 +30,35 @@ class AuthService:
         )
         return UserRead.from_row(row)
 
-    async def log_in(self, request: LoginRequest) -> tuple[UserRead, IssuedToken]:
-        # Counted before the password: a locked account gets 429 even with the right one,
-        # so guessing cannot continue past the limit.
-        self.limiter.hit_account(request.email)
+    async def log_in(
+        self, request: LoginRequest, client_address: str
+    ) -> tuple[UserRead, IssuedToken]:
+        """Security events name the account by its user id, never by the email."""
         # One statement, so its connection is back in the pool before argon2 runs: a login
-        # flood cannot hold every pooled connection while it waits for the hasher.
+        # flood cannot hold every pooled connection while it waits for the hasher. Read before
+        # the limits are asked, so even a refused attempt's log line names the account.
         row = await self.users.get_credentials(request.email)
+        user_field = {"user_id": str(row["id"])} if row else {}
+        # Keyed on the email, not the row, so an unknown email is limited exactly like an
+        # account and a 429 reveals no more than a 401.
+        refusal = self.limiter.begin_login(request.email, client_address)
+        if refusal is not None:
+            logger.info(
+                "login_throttled",
+                client_address=client_address,
+                **user_field,
+                retry_after=refusal.retry_after,
+                limit=refusal.limit,
+            )
+            raise RateLimitedError(refusal.retry_after)
         # Always one argon2 verification, so an unknown email answers as slowly as a wrong
         # password and response times do not reveal which accounts exist.
         valid = await verify_password(request.password, row["password_hash"] if row else None)
         if row is None or not valid:
+            self.limiter.login_failed(request.email)
+            reason = "unknown email" if row is None else "wrong password"
+            logger.info("login_failed", client_address=client_address, **user_field, reason=reason)
             raise InvalidCredentialsError()
-        self.limiter.clear_failures(request.email)
+        self.limiter.login_succeeded(request.email, client_address)
         user = UserRead.from_row(row)
         return user, self.tokens.issue(user.id)

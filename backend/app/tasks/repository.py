@@ -52,7 +52,7 @@ class TaskRepository:
             row = await self._one(CREATE_TASK, title=title, description=description)
         except asyncpg.ForeignKeyViolationError:
             # The only foreign key is the owner: the account was deleted since the token.
-            raise user_gone() from None
+            raise user_gone(self._owner_id) from None
         assert row is not None  # INSERT ... RETURNING without a conflict clause: one row
         return row
 

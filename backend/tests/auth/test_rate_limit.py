@@ -1,4 +1,5 @@
-"""Abuse limits on signup and login (own app: the suite's shared app has them raised)."""
+"""The per-address limit on signup and login (own app: the suite's shared app has it raised);
+failed logins per account are in test_login_throttle.py."""
 
 from __future__ import annotations
 
@@ -10,90 +11,33 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.auth.rate_limit import limited_address
 from app.main import create_app
-from tests.fixtures.accounts import PASSWORD
-from tests.fixtures.app import make_settings
+from tests.fixtures.accounts import PASSWORD, SIGNUP_URL, store_user
+from tests.fixtures.app import client_at, make_settings
 
 # Tens of seconds of real processes or waiting: scheduled first (see conftest.py).
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-async def limited_client(
-    database_url: str, clean_database: None
-) -> AsyncIterator[httpx.AsyncClient]:
-    settings = make_settings(
-        database_url,
-        rate_limit_auth_per_address="6/minute",
-        rate_limit_login_failures_per_account="3/minute",
-    )
-    app = create_app(settings)
-    async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            yield client
+async def limited_app(database_url: str, clean_database: None) -> AsyncIterator[FastAPI]:
+    settings = make_settings(database_url, rate_limit_auth_per_address="6/minute")
+    async with LifespanManager(create_app(settings)) as manager:
+        yield manager.app  # type: ignore[misc]
+
+
+@pytest.fixture
+async def limited_client(limited_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with client_at(limited_app, "127.0.0.1") as client:
+        yield client
 
 
 async def _login(client: httpx.AsyncClient, email: str, password: str) -> httpx.Response:
     return await client.post("/api/auth/login", json={"email": email, "password": password})
-
-
-async def test_failed_logins_lock_the_account_with_retry_after(
-    limited_client: httpx.AsyncClient,
-) -> None:
-    signup = await limited_client.post(
-        "/api/auth/signup", json={"email": "victim@example.com", "password": PASSWORD}
-    )
-    assert signup.status_code == 201
-    for _ in range(3):
-        assert (
-            await _login(limited_client, "victim@example.com", "wrong-guess")
-        ).status_code == 401
-
-    locked = await _login(limited_client, "VICTIM@example.com", PASSWORD)
-
-    assert locked.status_code == 429
-    assert locked.json() == {"detail": "Too many attempts; try again later", "code": "rate_limited"}
-    assert 1 <= int(locked.headers["Retry-After"]) <= 60
-
-
-async def test_concurrent_guesses_cannot_exceed_the_account_limit(
-    limited_client: httpx.AsyncClient,
-) -> None:
-    """Attempts are counted before the (slow) password check, so guesses sent all at once
-    do not all slip in while the first ones are still being verified."""
-    await limited_client.post(
-        "/api/auth/signup", json={"email": "burst@example.com", "password": PASSWORD}
-    )
-    guesses = [
-        limited_client.post(
-            "/api/auth/login",
-            json={"email": "burst@example.com", "password": f"guess-{i:04d}"},
-        )
-        for i in range(5)
-    ]
-    statuses = sorted(response.status_code for response in await asyncio.gather(*guesses))
-
-    # 3 failures are allowed per window; the 4th and 5th are refused unchecked.
-    assert statuses == [401, 401, 401, 429, 429]
-
-
-async def test_successful_login_clears_the_failure_count(limited_client: httpx.AsyncClient) -> None:
-    await limited_client.post(
-        "/api/auth/signup", json={"email": "forgetful@example.com", "password": PASSWORD}
-    )
-    for _ in range(2):
-        assert (
-            await _login(limited_client, "forgetful@example.com", "nope-nope")
-        ).status_code == 401
-    assert (await _login(limited_client, "forgetful@example.com", PASSWORD)).status_code == 200
-
-    # The counter restarted: two more failures are still answered 401, not 429.
-    for _ in range(2):
-        assert (
-            await _login(limited_client, "forgetful@example.com", "nope-nope")
-        ).status_code == 401
 
 
 async def test_attempts_per_client_address_are_limited(limited_client: httpx.AsyncClient) -> None:
@@ -110,6 +54,57 @@ async def test_attempts_per_client_address_are_limited(limited_client: httpx.Asy
     assert over.status_code == 429
     assert over.json()["code"] == "rate_limited"
     assert int(over.headers["Retry-After"]) >= 1
+
+
+async def test_signup_probes_are_limited_per_address_exactly_like_logins(
+    limited_client: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    """Signup says 409 when an email has an account (README: "Signup and account
+    enumeration"), so probing emails through it must cost what guessing through login costs."""
+    taken = [await store_user(engine) for _ in range(3)]
+    probes = [
+        await limited_client.post(SIGNUP_URL, json={"email": user.email, "password": PASSWORD})
+        for user in taken
+    ]
+    logins = [(await _login(limited_client, user.email, "whatever1")).status_code for user in taken]
+
+    over_signup = await limited_client.post(
+        SIGNUP_URL, json={"email": "fourth@example.com", "password": PASSWORD}
+    )
+    over_login = await _login(limited_client, taken[0].email, PASSWORD)
+
+    assert [p.json()["code"] for p in probes] == ["email_taken"] * 3
+    assert logins == [401] * 3
+    # One counter for both routes: the seventh attempt is refused, whichever route it uses.
+    for over in (over_signup, over_login):
+        assert over.status_code == 429, over.text
+        assert over.json()["code"] == "rate_limited"
+        assert int(over.headers["Retry-After"]) >= 1
+
+
+@pytest.mark.parametrize(
+    ("address", "counted_as"),
+    [
+        ("203.0.113.9", "203.0.113.9"),
+        ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
+        ("::ffff:203.0.113.9", "203.0.113.9"),  # an IPv4 client of a dual-stack socket
+        ("unknown", "unknown"),
+    ],
+)
+def test_what_the_limits_count_for_an_address(address: str, counted_as: str) -> None:
+    assert limited_address(address) == counted_as
+
+
+async def test_the_addresses_of_one_ipv6_64_share_one_count(limited_app: FastAPI) -> None:
+    statuses = []
+    for i in range(7):
+        async with client_at(limited_app, f"2001:db8:7:7::{i + 1:x}") as client:
+            statuses.append((await _login(client, f"n{i}@example.com", "whatever1")).status_code)
+    async with client_at(limited_app, "2001:db8:7:8::1") as client:
+        next_64 = await _login(client, "n@example.com", "whatever1")
+
+    assert statuses == [401] * 6 + [429]
+    assert next_64.status_code == 401
 
 
 async def test_password_hashing_does_not_stall_the_event_loop(
