@@ -1,60 +1,84 @@
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
 import asyncpg
 import email_validator
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from app.auth.models import EMAIL_MAX_LENGTH, NAME_MAX_LENGTH
-from app.http.schemas import NUL_FREE, RequestBody, reject_nul
-
-PASSWORD_MIN_LENGTH = 8
-PASSWORD_MAX_LENGTH = 128
+from app.auth.passwords import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH, weakness
+from app.http.schemas import SECRET, SINGLE_LINE, RequestBody
 
 
-def _normalise_email(value: str) -> str:
-    """Syntax only (no DNS), any domain a mail system may use, compared case-insensitively:
-    stored and looked up in lower case."""
+def _fold(local_part: str) -> str:
+    """NFKC, then case folding (so "ß" is "ss"), then lower case: what PostgreSQL's lower()
+    leaves alone, as the email_lowercase check asks (case folding maps Cherokee to capitals)."""
+    return unicodedata.normalize(
+        "NFKC", unicodedata.normalize("NFKC", local_part).casefold()
+    ).lower()
+
+
+def canonical_email(value: str) -> str:
+    """The one spelling an address is stored and looked up under, so look-alikes are one
+    account: NFKC (full-width letters become ASCII), the local part case-folded, the domain as
+    IDNA maps it (UTS 46: lower case, "xn--" labels shown in Unicode, "ß" kept: it is another
+    domain). Syntax only (no DNS), any domain a mail system may use."""
+    local_part, at, domain = unicodedata.normalize("NFKC", value).rpartition("@")
     try:
         # test_environment only lifts the ban on "*.test" domains (and DNS checks, which
         # are off anyway): the schema's "format: email" admits them.
         validated = email_validator.validate_email(
-            value, check_deliverability=False, globally_deliverable=False, test_environment=True
+            f"{_fold(local_part)}{at}{domain}" if at else value,
+            check_deliverability=False,
+            globally_deliverable=False,
+            test_environment=True,
         )
     except email_validator.EmailNotValidError as exc:
         raise ValueError(str(exc)) from None  # a sentence: "The email address is not valid..."
-    return validated.normalized.lower()
+    return validated.normalized
 
 
 Email = Annotated[
     str,
     Field(max_length=EMAIL_MAX_LENGTH, json_schema_extra={"format": "email"}),
-    AfterValidator(_normalise_email),
+    AfterValidator(canonical_email),
 ]
-# Constraints before the validators, as in tasks/schemas.py: pydantic then checks them as string
+# Constraints before the text rules, as in tasks/schemas.py: pydantic then checks them as string
 # lengths ("at least 8 characters"), not as a generic size ("at least 8 items").
 Password = Annotated[
     str,
     StringConstraints(min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_LENGTH),
-    AfterValidator(reject_nul),
-    NUL_FREE,
+    SECRET,
+    Field(
+        description="8 to 128 characters. Not a common password, not the email or little more, "
+        "not a run of repeated or consecutive characters (422 with type password_common, "
+        "password_email or password_pattern). Compared and stored in Unicode NFKC form."
+    ),
 ]
 # Any length is checked against the hash; only the upper bound guards the hasher.
 PasswordAttempt = Annotated[
     str,
     StringConstraints(min_length=1, max_length=PASSWORD_MAX_LENGTH),
-    AfterValidator(reject_nul),
-    NUL_FREE,
+    SECRET,
     Field(json_schema_extra={"format": "password"}),
 ]
 Name = Annotated[
     str,
-    StringConstraints(min_length=1, max_length=NAME_MAX_LENGTH),
-    AfterValidator(reject_nul),
-    NUL_FREE,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=NAME_MAX_LENGTH),
+    SINGLE_LINE,
 ]
 
 
@@ -62,6 +86,19 @@ class SignupRequest(RequestBody):
     email: Email
     password: Password
     name: Name | None = None
+
+    @field_validator("password")
+    @classmethod
+    def _refuse_weak_passwords(cls, password: str, info: ValidationInfo) -> str:
+        # Sign-up only: login verifies whatever was stored, under any earlier policy. The email
+        # is declared first, so it is validated (and normalised) by now, or absent if invalid.
+        found = weakness(password, info.data.get("email"))
+        if found is not None:
+            # min_length: the context validation.py's sentence for string_too_short reads.
+            raise PydanticCustomError(
+                found.type, found.message, {"min_length": PASSWORD_MIN_LENGTH}
+            )
+        return password
 
 
 class LoginRequest(RequestBody):

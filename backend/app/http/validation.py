@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from app.http.schemas import SURROGATE_MESSAGE
+
 # The sentences a body's detail joins, at most: the rest are in errors[] anyway.
 MAX_SENTENCES = 3
 _VALUE_ERROR_PREFIX = "Value error, "
@@ -28,6 +30,8 @@ _PHRASES: dict[str, Phrase] = {
     "too_short": lambda ctx: f"must have at least {ctx.get('min_length')} items",
     "too_long": lambda ctx: f"must have at most {ctx.get('max_length')} items",
     "string_type": lambda _: "must be a string",
+    # pydantic's own check, for the strings no text rule covers (an email, a form's scope).
+    "string_unicode": lambda _: SURROGATE_MESSAGE,
     "bool_type": lambda _: "must be true or false",
     "bool_parsing": lambda _: "must be true or false",
     "int_type": lambda _: "must be a whole number",

@@ -7,23 +7,21 @@ from typing import Annotated
 
 import asyncpg
 import orjson
-from pydantic import AfterValidator, BaseModel, RootModel, StringConstraints, model_validator
+from pydantic import BaseModel, RootModel, StringConstraints, model_validator
 
-from app.http.schemas import NOT_NULLABLE, NUL_FREE, RequestBody, reject_nul
+from app.http.schemas import MULTI_LINE, NOT_NULLABLE, SINGLE_LINE, RequestBody
 from app.tasks.models import DESCRIPTION_MAX_LENGTH, TITLE_MAX_LENGTH
 
 # Constraints go straight on `str`, before any validator: pydantic applies Annotated metadata in
 # order, and after a validator it counts the length before stripping and strips after checking,
-# which let "   " through as "" and refused 255 characters wrapped in spaces.
+# which let "   " through as "" and refused 255 characters wrapped in spaces. The text rules come
+# last, so they wrap the constrained string and see the value before it is stripped.
 Title = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=TITLE_MAX_LENGTH),
-    AfterValidator(reject_nul),
-    NUL_FREE,
+    SINGLE_LINE,
 ]
-Description = Annotated[
-    str, StringConstraints(max_length=DESCRIPTION_MAX_LENGTH), AfterValidator(reject_nul), NUL_FREE
-]
+Description = Annotated[str, StringConstraints(max_length=DESCRIPTION_MAX_LENGTH), MULTI_LINE]
 
 
 class TaskCreate(RequestBody):

@@ -193,3 +193,71 @@ async def test_updated_at_moves_on_a_real_change_and_not_on_a_no_op(
 
     assert after_no_op == created
     assert after_change > created
+
+
+# --- 0002: stored emails in their normal form -------------------------------------------------
+
+
+async def _insert_users(engine: AsyncEngine, emails: list[str]) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(
+            text("INSERT INTO users (email, password_hash) VALUES (:email, 'x')"),
+            [{"email": email} for email in emails],
+        )
+
+
+async def _emails(engine: AsyncEngine) -> list[str]:
+    async with engine.connect() as connection:
+        return list(await connection.scalars(text("SELECT email FROM users ORDER BY email")))
+
+
+async def test_0002_renormalises_the_emails_stored_before_it(empty_engine: AsyncEngine) -> None:
+    await upgrade(empty_engine, "0001")
+    # As revision 0001's signup stored them: the validator's form, lower-cased.
+    await _insert_users(
+        empty_engine,
+        [
+            "\uff41\uff44\uff41@example.com",
+            "stra\u00dfe@example.com",
+            "\ufb01ne@m\u00fcnchen.de",
+            "plain@example.com",
+            "\uab70@example.com",
+        ],
+    )
+
+    await upgrade(empty_engine)
+
+    assert await _emails(empty_engine) == sorted(
+        [
+            "ada@example.com",
+            "strasse@example.com",
+            "fine@m\u00fcnchen.de",
+            "plain@example.com",
+            "\uab70@example.com",
+        ]
+    )
+    await downgrade(empty_engine, "0001")  # nothing to undo: 0001 takes the normal forms
+    assert "ada@example.com" in await _emails(empty_engine)
+    assert await _version(empty_engine) == ["0001"]
+
+
+@pytest.mark.parametrize(
+    "emails",
+    [
+        ["\uff41\uff44\uff41@example.com", "ada@example.com"],
+        ["\uff41\uff44\uff41@example.com", "\uff41da@example.com"],  # both would change
+        ["stra\u00dfe@example.com", "strasse@example.com"],
+    ],
+)
+async def test_0002_refuses_to_merge_accounts_and_changes_nothing(
+    empty_engine: AsyncEngine, emails: list[str]
+) -> None:
+    await upgrade(empty_engine, "0001")
+    await _insert_users(empty_engine, emails)
+    before = await _emails(empty_engine)
+
+    with pytest.raises(RuntimeError, match=r"would share an email .* nothing was changed"):
+        await upgrade(empty_engine)
+
+    assert await _emails(empty_engine) == before
+    assert await _version(empty_engine) == ["0001"]
