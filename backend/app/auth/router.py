@@ -22,7 +22,8 @@ BAD_CREDENTIALS = error_responses(
     responses=error_responses(409, 413, 422, 429, 503),
 )
 async def signup(body: SignupRequest, service: AuthServiceDep) -> UserRead:
-    """Create an account. Emails are case-insensitive; passwords are 8 to 128 characters."""
+    """Create an account. Emails are compared normalised (case, width, IDNA). Passwords are 8
+    to 128 characters and not a common password, the email, or a repeated or sequential run."""
     return await service.sign_up(body)
 
 
