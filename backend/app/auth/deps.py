@@ -48,18 +48,15 @@ async def get_user_repository(database: DatabaseDep) -> UserRepository:
 UserRepoDep = Annotated[UserRepository, Depends(get_user_repository)]
 
 
-def bind_client_address(request: Request) -> str:
+def client_address(request: Request) -> str:
     """The caller's address as uvicorn resolved it: the TCP peer, or its X-Forwarded-For when
-    the peer is in FORWARDED_ALLOW_IPS (README "Client addresses behind a proxy")."""
-    address = request.client.host if request.client else "unknown"
-    # Bound for every line of a request that presents a credential, so a security event
-    # decided deep in a repository (a deleted user's token) still says where it came from.
-    structlog.contextvars.bind_contextvars(client_address=address)
-    return address
+    the peer is in FORWARDED_ALLOW_IPS (README "Client addresses behind a proxy"). Every log
+    line of the request carries it already (the request observer binds it)."""
+    return request.client.host if request.client else "unknown"
 
 
 def _count_attempt(request: Request, limiter: RateLimiter, refused_event: str) -> str:
-    address = bind_client_address(request)
+    address = client_address(request)
     refusal = limiter.hit_address(address)
     if refusal is not None:
         logger.info(refused_event, retry_after=refusal.retry_after, limit=refusal.limit)
@@ -101,7 +98,6 @@ class BearerTokenSubject(OAuth2PasswordBearer):
         token = await super().__call__(request)
         if not token:
             raise AuthenticationError()
-        bind_client_address(request)
         # Called, not declared, as in tasks/deps.py: this runs on every task request.
         codec = await get_token_codec(request)
         try:

@@ -31,7 +31,12 @@ class RequestObserverMiddleware:
             return
         request_id = _incoming_request_id(scope) or secrets.token_hex(16)
         structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+        client = scope.get("client")
+        # The address uvicorn resolved (the peer, or X-Forwarded-For from a trusted proxy): on
+        # every line, so a security event decided deep in a repository says where it came from.
+        structlog.contextvars.bind_contextvars(
+            request_id=request_id, client_address=client[0] if client else None
+        )
         start = time.perf_counter()
         status = 500  # unless a response starts: an exception escaped even the last resort
 

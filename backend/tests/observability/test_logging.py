@@ -124,6 +124,7 @@ async def test_each_request_writes_one_access_line(
     assert line["duration_ms"] >= 0
     assert GENERATED_ID.match(line["request_id"])
     assert response.headers["X-Request-ID"] == line["request_id"]
+    assert line["client_address"] == "127.0.0.1"  # httpx.ASGITransport's client
     assert ISO_UTC.match(line["timestamp"])
 
 
