@@ -125,7 +125,9 @@ def main(argv: list[str] | None = None) -> int:
         forwarded_allow_ips=settings.forwarded_allow_ips,
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
         loop="uvloop",
-        http="httptools",
+        # uvicorn's httptools protocol with limits on request heads (app/http/server_protocol.py);
+        # named, not passed, so each worker process imports it.
+        http="app.http.server_protocol:GuardedHttpToolsProtocol",
     )
     return 0
 

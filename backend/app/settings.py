@@ -69,6 +69,12 @@ class Settings(BaseSettings):
     web_concurrency: int = Field(1, ge=1, le=64)
     forwarded_allow_ips: str = "127.0.0.1"
     shutdown_grace_seconds: int = Field(20, ge=0, le=600)
+    # Enforced by the server's HTTP protocol before the app sees a request
+    # (app/http/server_protocol.py): the request line and headers together, the request
+    # target alone, and how long a head (or a new connection's first request) may take.
+    max_request_head_bytes: int = Field(32 * 1024, ge=4 * 1024, le=1024 * 1024)
+    max_request_target_bytes: int = Field(8 * 1024, ge=1024, le=1024 * 1024)
+    request_head_timeout_seconds: float = Field(10.0, gt=0, le=600)
 
     # HTTP
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -175,6 +181,15 @@ class Settings(BaseSettings):
             if not HOST_NAME.fullmatch(name) or "*" in name:
                 raise ValueError(f"{host!r} is not a host name or '*.domain' pattern")
         return [host.lower() for host in value]
+
+    @model_validator(mode="after")
+    def _target_fits_in_the_head(self) -> Settings:
+        if self.max_request_target_bytes >= self.max_request_head_bytes:
+            raise ValueError(
+                "MAX_REQUEST_TARGET_BYTES must be below MAX_REQUEST_HEAD_BYTES (the target is "
+                "part of the head)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _docs_need_the_schema(self) -> Settings:

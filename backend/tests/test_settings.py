@@ -52,6 +52,11 @@ def test_defaults_are_the_documented_ones(env: pytest.MonkeyPatch) -> None:
     assert "traceparent" in settings.cors_allow_headers
     assert "WWW-Authenticate" in settings.cors_expose_headers
     assert (settings.docs_enabled, settings.openapi_enabled) == (True, True)
+    assert (
+        settings.max_request_head_bytes,
+        settings.max_request_target_bytes,
+        settings.request_head_timeout_seconds,
+    ) == (32 * 1024, 8 * 1024, 10.0)
     assert settings.jwt_secret is None
 
 
@@ -166,6 +171,16 @@ def test_docs_without_the_schema_are_refused(env: pytest.MonkeyPatch) -> None:
 
     assert message == (
         "Invalid setting DOCS_ENABLED needs OPENAPI_ENABLED (the docs pages read the schema)"
+    )
+
+
+def test_a_request_target_limit_not_below_the_head_limit_is_refused(
+    env: pytest.MonkeyPatch,
+) -> None:
+    message = _error(env, MAX_REQUEST_HEAD_BYTES="16384", MAX_REQUEST_TARGET_BYTES="16384")
+
+    assert message.startswith(
+        "Invalid setting MAX_REQUEST_TARGET_BYTES must be below MAX_REQUEST_HEAD_BYTES"
     )
 
 

@@ -26,6 +26,9 @@ class ErrorCode(StrEnum):
     CONFLICT = "conflict"
     FORBIDDEN = "forbidden"
     REQUEST_TOO_LARGE = "request_too_large"
+    REQUEST_HEADER_TOO_LARGE = "request_header_too_large"
+    REQUEST_TARGET_TOO_LONG = "request_target_too_long"
+    REQUEST_TIMEOUT = "request_timeout"
     VALIDATION_ERROR = "validation_error"
     INVALID_HOST = "invalid_host"
     NOT_AUTHENTICATED = "not_authenticated"
@@ -75,6 +78,22 @@ class PermissionDeniedError(AppError):
 
 class PayloadTooLargeError(AppError):
     status_code, code, message = 413, ErrorCode.REQUEST_TOO_LARGE, "Request body too large"
+
+
+# Refused by the server's HTTP protocol (server_protocol.py) before the request reaches the
+# app, so no route documents them; each closes the connection.
+class RequestHeadTooLargeError(AppError):
+    status_code, code = 431, ErrorCode.REQUEST_HEADER_TOO_LARGE
+    message = "Request line and headers too large"
+
+
+class RequestTargetTooLongError(AppError):
+    status_code, code, message = 414, ErrorCode.REQUEST_TARGET_TOO_LONG, "Request target too long"
+
+
+class RequestHeadTimeoutError(AppError):
+    status_code, code = 408, ErrorCode.REQUEST_TIMEOUT
+    message = "Request line and headers not received in time"
 
 
 class ErrorBody(BaseModel):
