@@ -32,6 +32,7 @@ from uvicorn.server import ServerState
 
 from app.http.errors import (
     AppError,
+    NotFoundError,
     RequestHeadTimeoutError,
     RequestHeadTooLargeError,
     RequestTargetTooLongError,
@@ -215,6 +216,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         # A head pipelined behind another request in its read is measured as the parser saw it.
         if not self._reading_head and self._parsed_head_bytes() > self._max_head:
             raise _RefusedError(RequestHeadTooLargeError)
+        if b"%2f" in self.url.partition(b"?")[0].lower():
+            # uvicorn decodes %2F before routing, so ".../tasks/<id>%2Fcomplete" would reach
+            # the toggle route: no path here has a slash inside a segment, so none is found.
+            raise _RefusedError(NotFoundError)
         self._head_open = self._reading_head = False
         self._in_body = True
         self._head_bytes = 0

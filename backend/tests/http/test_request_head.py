@@ -172,6 +172,23 @@ def test_a_target_over_its_limit_gets_414(server: Served) -> None:
             assert connection.closed_within(WAIT)
 
 
+@pytest.mark.parametrize("target", ["/health%2Fdb", "/health%2fdb", "/api/x%2F..%2Fauth/me"])
+def test_an_encoded_slash_in_the_path_is_not_decoded_into_another_route(
+    server: Served, target: str
+) -> None:
+    with connect(server.port) as connection:
+        connection.send(request_head(target))  # decoded, "/health/db" would answer 200
+        assert_refused(connection.response(), 404, "not_found")
+
+
+def test_an_encoded_slash_in_the_query_is_fine(server: Served) -> None:
+    with connect(server.port) as connection:
+        connection.send(request_head("/health?next=%2Fhome"))
+        response = connection.response()
+        assert response is not None
+        assert response.status == 200
+
+
 def test_the_head_limit_is_per_request_on_a_keep_alive_connection(server: Served) -> None:
     with connect(server.port) as connection:
         for _ in range(3):  # together well over the limit
