@@ -43,9 +43,9 @@ class AuthService:
         # account and a 429 reveals no more than a 401.
         refusal = self.limiter.begin_login(request.email, client_address)
         if refusal is not None:
+            # client_address is on the line already: the request observer binds it.
             logger.info(
                 "login_throttled",
-                client_address=client_address,
                 **user_field,
                 retry_after=refusal.retry_after,
                 limit=refusal.limit,
@@ -57,7 +57,7 @@ class AuthService:
         if row is None or not valid:
             self.limiter.login_failed(request.email)
             reason = "unknown email" if row is None else "wrong password"
-            logger.info("login_failed", client_address=client_address, **user_field, reason=reason)
+            logger.info("login_failed", **user_field, reason=reason)
             raise InvalidCredentialsError()
         self.limiter.login_succeeded(request.email, client_address)
         user = UserRead.from_row(row)
