@@ -29,6 +29,8 @@ from app.observability.logging import configure_logging
 from app.observability.metrics import Metrics
 from app.observability.metrics import router as metrics_router
 from app.observability.observer import RequestObserverMiddleware
+from app.sessions.deps import SessionConfig
+from app.sessions.router import router as sessions_router
 from app.settings import Settings, load_settings
 from app.tasks.router import router as tasks_router
 
@@ -43,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
     configure_logging(settings.log_level, settings.log_format)
     metrics = Metrics(settings.metrics_token) if settings.metrics_enabled else None
+    sessions = SessionConfig.from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[LifespanState]:
@@ -50,6 +53,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             await database.wait_until_ready(settings.db_startup_deadline_seconds)
             logger.info("database_ready", database=database.target.display)
+            async with database.connection() as connection:
+                await sessions.revoked.reload(connection)
             if metrics:
                 metrics.watch_pool(database)
             # What start-up built (modules, routes, schemas, the pool) lives as long as the
@@ -78,12 +83,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     install_openapi(app)
-    app.state.token_codec = TokenCodec.from_settings(settings)
+    app.state.sessions = sessions
+    app.state.token_codec = TokenCodec.from_settings(settings, revoked=sessions.revoked)
     app.state.rate_limiter = RateLimiter.from_settings(settings)
     register_error_handlers(app)
     # Routes are matched in order: the task routes, which take nearly all the traffic, first.
     app.include_router(tasks_router)
     app.include_router(auth_router)
+    app.include_router(sessions_router)
     app.include_router(health_router)
     if metrics:
         app.state.metrics = metrics

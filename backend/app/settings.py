@@ -53,9 +53,22 @@ class Settings(BaseSettings):
     # Authentication
     jwt_secret: SecretStr | None = None
     jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
-    jwt_expire_minutes: int = Field(60, ge=1, le=60 * 24 * 30)
+    # Access tokens are short: a refresh renews them, and ending a session outlives none of them
+    # by more than this (a fraction, such as 0.05, is allowed for tests).
+    jwt_expire_minutes: float = Field(15, gt=0, le=60 * 24)
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
+
+    # Sessions (README "Authentication and sessions"): the absolute and the idle lifetime,
+    # and how long a just-rotated refresh token still renews (concurrent tabs refreshing at once).
+    session_lifetime_days: float = Field(30, gt=0, le=3650)
+    session_idle_days: float = Field(7, gt=0, le=3650)
+    refresh_reuse_grace_seconds: float = Field(30, ge=0, le=600)
+    # The refresh cookie: Strict when the SPA is served from the API's site, None (with
+    # Secure) when it is on another site. Secure off only for plain-HTTP development hosts
+    # other than localhost, which browsers treat as secure already.
+    refresh_cookie_samesite: Literal["strict", "lax", "none"] = "strict"
+    refresh_cookie_secure: bool = True
 
     # Abuse limits for signup and login (the `limits` notation: "N/period"; auth/rate_limit.py).
     rate_limit_auth_per_address: str = "30/minute"
@@ -118,6 +131,11 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_log_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("refresh_cookie_samesite", mode="before")
+    @classmethod
+    def _lower_samesite(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator("log_format", mode="before")
     @classmethod
@@ -188,6 +206,15 @@ class Settings(BaseSettings):
             raise ValueError(
                 "MAX_REQUEST_TARGET_BYTES must be below MAX_REQUEST_HEAD_BYTES (the target is "
                 "part of the head)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _cross_site_cookie_needs_secure(self) -> Settings:
+        if self.refresh_cookie_samesite == "none" and not self.refresh_cookie_secure:
+            raise ValueError(
+                "REFRESH_COOKIE_SAMESITE=none needs REFRESH_COOKIE_SECURE=true (browsers drop "
+                "a SameSite=None cookie that is not Secure)"
             )
         return self
 

@@ -9,15 +9,21 @@ import structlog
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
-from app.auth.errors import AuthenticationError, InvalidTokenError, RateLimitedError
+from app.auth.errors import (
+    AccessTokenExpiredError,
+    AuthenticationError,
+    InvalidTokenError,
+    RateLimitedError,
+)
 from app.auth.rate_limit import RateLimiter
 from app.auth.repository import UserRepository, user_gone
 from app.auth.schemas import UserRead
 from app.auth.service import AuthService
-from app.auth.tokens import TokenCodec, TokenError
+from app.auth.tokens import TokenClaims, TokenCodec, TokenError, TokenExpiredError
 from app.db.database import Database
 from app.db.deps import DatabaseDep
 from app.http.errors import PermissionDeniedError
+from app.sessions.deps import SessionStoreDep
 
 logger = structlog.get_logger("app.auth")
 
@@ -46,6 +52,10 @@ async def get_user_repository(database: DatabaseDep) -> UserRepository:
 
 
 UserRepoDep = Annotated[UserRepository, Depends(get_user_repository)]
+
+
+def user_agent(request: Request) -> str | None:
+    return request.headers.get("user-agent")
 
 
 def client_address(request: Request) -> str:
@@ -79,9 +89,9 @@ LoginAddress = Annotated[str, Depends(count_login_attempt)]
 
 
 async def get_auth_service(
-    users: UserRepoDep, tokens: TokenCodecDep, limiter: RateLimiterDep
+    users: UserRepoDep, tokens: TokenCodecDep, limiter: RateLimiterDep, sessions: SessionStoreDep
 ) -> AuthService:
-    return AuthService(users=users, tokens=tokens, limiter=limiter)
+    return AuthService(users=users, tokens=tokens, limiter=limiter, sessions=sessions)
 
 
 AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
@@ -95,13 +105,18 @@ class BearerTokenSubject(OAuth2PasswordBearer):
     """
 
     async def __call__(self, request: Request) -> uuid.UUID:  # type: ignore[override]
+        return (await self.claims(request)).subject
+
+    async def claims(self, request: Request) -> TokenClaims:
         token = await super().__call__(request)
         if not token:
             raise AuthenticationError()
         # Called, not declared, as in tasks/deps.py: this runs on every task request.
         codec = await get_token_codec(request)
         try:
-            return codec.subject_of(token)
+            return codec.claims_of(token)
+        except TokenExpiredError:
+            raise AccessTokenExpiredError() from None
         except TokenError as exc:
             logger.info("token_rejected", reason=str(exc))
             raise InvalidTokenError() from None
@@ -112,6 +127,20 @@ token_subject = BearerTokenSubject(
     tokenUrl="/api/auth/token", auto_error=False, scheme_name="OAuth2PasswordBearer"
 )
 TokenSubject = Annotated[uuid.UUID, Depends(token_subject)]
+
+
+class BearerTokenClaims(BearerTokenSubject):
+    """The bearer token's subject and session, for the routes that need to know which session
+    is the caller's; the same security scheme."""
+
+    async def __call__(self, request: Request) -> TokenClaims:  # type: ignore[override]
+        return await self.claims(request)
+
+
+token_claims = BearerTokenClaims(
+    tokenUrl="/api/auth/token", auto_error=False, scheme_name="OAuth2PasswordBearer"
+)
+TokenClaimsDep = Annotated[TokenClaims, Depends(token_claims)]
 
 
 async def get_current_user(subject: TokenSubject, users: UserRepoDep) -> UserRead:

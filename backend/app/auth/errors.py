@@ -18,12 +18,33 @@ class AuthenticationError(AppError):
 
 class InvalidTokenError(AuthenticationError):
     code = ErrorCode.INVALID_TOKEN
-    message = "Invalid or expired token"
+    message = "Invalid access token"
+    # RFC 6750 section 3: the challenge names the error, so a client library can tell it apart.
+    challenge = 'Bearer error="invalid_token", error_description="The access token is invalid"'
+
+    def __init__(self, message: str | None = None):
+        super().__init__(message, headers={"WWW-Authenticate": self.challenge})
+
+
+class AccessTokenExpiredError(InvalidTokenError):
+    """A good token past its ``exp``: the client refreshes (POST /api/auth/refresh) and retries,
+    where any other bad token means logging in again."""
+
+    code = ErrorCode.TOKEN_EXPIRED
+    message = "The access token expired; refresh it"
+    challenge = 'Bearer error="invalid_token", error_description="The access token expired"'
 
 
 class UserGoneError(InvalidTokenError):
     """A token with a valid signature whose user no longer exists (deleted since it was
     issued): to the client the same 401 as any other token that cannot be trusted."""
+
+
+class WrongPasswordError(AppError):
+    """The current password, asked again before a sensitive change, is wrong: 403, not 401, so
+    a client does not take it for an ended session."""
+
+    status_code, code, message = 403, ErrorCode.WRONG_PASSWORD, "The password is incorrect"
 
 
 class InvalidCredentialsError(AuthenticationError):

@@ -2,16 +2,36 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, status
+from fastapi import APIRouter, Depends, Form, Request, Response, status
 
-from app.auth.deps import AuthServiceDep, CurrentUser, LoginAddress, count_signup_attempt
-from app.auth.schemas import LoginRequest, SignupRequest, TokenRequestForm, TokenResponse, UserRead
+from app.auth.deps import (
+    AuthServiceDep,
+    CurrentUser,
+    LoginAddress,
+    client_address,
+    count_signup_attempt,
+    user_agent,
+)
+from app.auth.schemas import (
+    LoginRequest,
+    SignupRequest,
+    SignupResponse,
+    TokenRequestForm,
+    TokenResponse,
+    UserRead,
+)
+from app.auth.service import Login
 from app.http.errors import error_responses
+from app.sessions.deps import SessionConfigDep
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
 BAD_CREDENTIALS = error_responses(
     401, 413, 422, 429, 503, descriptions={401: "Incorrect email or password"}
+)
+SETS_THE_COOKIE = (
+    " Starts a session: the refresh token is set in the `refresh_token` cookie (HttpOnly, "
+    "Secure, Path=/api/auth), and in the body too if `include_refresh_token` is true."
 )
 
 
@@ -20,33 +40,69 @@ BAD_CREDENTIALS = error_responses(
     status_code=status.HTTP_201_CREATED,
     dependencies=[Depends(count_signup_attempt)],
     responses=error_responses(409, 413, 422, 429, 503),
+    description="Create an account and sign in. Emails are compared normalised (case, width, "
+    "IDNA). Passwords are 8 to 128 characters and not a common password, the email, or a "
+    "repeated or sequential run." + SETS_THE_COOKIE,
 )
-async def signup(body: SignupRequest, service: AuthServiceDep) -> UserRead:
-    """Create an account. Emails are compared normalised (case, width, IDNA). Passwords are 8
-    to 128 characters and not a common password, the email, or a repeated or sequential run."""
-    return await service.sign_up(body)
+async def signup(
+    body: SignupRequest,
+    request: Request,
+    response: Response,
+    service: AuthServiceDep,
+    sessions: SessionConfigDep,
+) -> SignupResponse:
+    login = await service.sign_up(body, client_address(request), user_agent(request))
+    sessions.cookie.set(response, login.session)
+    return SignupResponse(
+        **login.user.model_dump(),
+        access_token=login.access_token.value,
+        expires_in=login.access_token.expires_in,
+        refresh_token=login.session.refresh_token if body.include_refresh_token else None,
+    )
 
 
-@router.post("/login", responses=BAD_CREDENTIALS)
+@router.post(
+    "/login",
+    responses=BAD_CREDENTIALS,
+    description="Exchange email and password for an access token." + SETS_THE_COOKIE,
+)
 async def login(
-    body: LoginRequest, service: AuthServiceDep, address: LoginAddress
+    body: LoginRequest,
+    request: Request,
+    response: Response,
+    service: AuthServiceDep,
+    address: LoginAddress,
+    sessions: SessionConfigDep,
 ) -> TokenResponse:
-    """Exchange email and password for a bearer token."""
-    user, token = await service.log_in(body, address)
-    return TokenResponse(access_token=token.value, expires_in=token.expires_in, user=user)
+    login = await service.log_in(body, address, user_agent(request))
+    sessions.cookie.set(response, login.session)
+    return token_response(login, include_refresh_token=body.include_refresh_token)
 
 
 @router.post("/token", responses=BAD_CREDENTIALS)
 async def token(
-    form: Annotated[TokenRequestForm, Form()], service: AuthServiceDep, address: LoginAddress
+    form: Annotated[TokenRequestForm, Form()],
+    request: Request,
+    service: AuthServiceDep,
+    address: LoginAddress,
 ) -> TokenResponse:
     """The OAuth2 password grant, as a form (``username`` is the email): the ``tokenUrl`` of
-    the security scheme, so the Authorize button of ``/docs`` works. Same answers as login."""
-    user, issued = await service.log_in(form.as_login(), address)
-    return TokenResponse(access_token=issued.value, expires_in=issued.expires_in, user=user)
+    the security scheme, so the Authorize button of ``/docs`` works. Same answers as login;
+    the refresh token comes in the body (no cookie)."""
+    login = await service.log_in(form.as_login(), address, user_agent(request))
+    return token_response(login, include_refresh_token=True)
 
 
 @router.get("/me", responses=error_responses(401, 503))
 async def me(user: CurrentUser) -> UserRead:
     """The authenticated user."""
     return user
+
+
+def token_response(login: Login, *, include_refresh_token: bool) -> TokenResponse:
+    return TokenResponse(
+        access_token=login.access_token.value,
+        expires_in=login.access_token.expires_in,
+        refresh_token=login.session.refresh_token if include_refresh_token else None,
+        user=login.user,
+    )

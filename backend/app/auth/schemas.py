@@ -82,10 +82,20 @@ Name = Annotated[
 ]
 
 
+IncludeRefreshToken = Annotated[
+    bool,
+    Field(
+        description="Return the refresh token in the body too, for clients that are not "
+        "browsers; browsers get it only in the HttpOnly cookie"
+    ),
+]
+
+
 class SignupRequest(RequestBody):
     email: Email
     password: Password
     name: Name | None = None
+    include_refresh_token: IncludeRefreshToken = False
 
     @field_validator("password")
     @classmethod
@@ -104,6 +114,7 @@ class SignupRequest(RequestBody):
 class LoginRequest(RequestBody):
     email: Email
     password: PasswordAttempt
+    include_refresh_token: IncludeRefreshToken = False
 
 
 class TokenRequestForm(RequestBody):
@@ -116,7 +127,8 @@ class TokenRequestForm(RequestBody):
     scope: str = Field("", description="Ignored: a token grants everything the user owns")
 
     def as_login(self) -> LoginRequest:
-        return LoginRequest(email=self.username, password=self.password)
+        # The OAuth2 token response carries the refresh token (RFC 6749 section 5.1).
+        return LoginRequest(email=self.username, password=self.password, include_refresh_token=True)
 
 
 class UserRead(BaseModel):
@@ -131,11 +143,37 @@ class UserRead(BaseModel):
     created_at: datetime
 
 
+AccessToken = Annotated[
+    str, Field(description="Send as `Authorization: Bearer <token>`; renew it at /api/auth/refresh")
+]
+ExpiresIn = Annotated[int, Field(description="Seconds until the access token expires")]
+RefreshToken = Annotated[
+    str | None,
+    Field(
+        description="Only when the request asked for it (include_refresh_token, or a refresh "
+        "with the token in the body); otherwise null and in the HttpOnly cookie"
+    ),
+]
+
+
 class TokenResponse(BaseModel):
     # Always sent, so required in the published schema (a default would make it optional).
     model_config = ConfigDict(json_schema_serialization_defaults_required=True)
 
-    access_token: str
+    access_token: AccessToken
     token_type: Literal["bearer"] = "bearer"  # noqa: S105
-    expires_in: int = Field(description="Seconds until the token expires")
+    expires_in: ExpiresIn
+    refresh_token: RefreshToken = None
     user: UserRead
+
+
+class SignupResponse(UserRead):
+    """The new account (as before sessions, so older clients read it unchanged) and the
+    tokens of the session signup started."""
+
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
+
+    access_token: AccessToken
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105
+    expires_in: ExpiresIn
+    refresh_token: RefreshToken = None

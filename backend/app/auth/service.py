@@ -13,8 +13,18 @@ from app.auth.rate_limit import RateLimiter
 from app.auth.repository import UserRepository
 from app.auth.schemas import LoginRequest, SignupRequest, UserRead
 from app.auth.tokens import IssuedToken, TokenCodec
+from app.sessions.repository import SessionGrant, SessionStore
 
 logger = structlog.get_logger("app.auth")
+
+
+@dataclass(frozen=True)
+class Login:
+    """A signed-in user: the account, a short access token, and the session it renews from."""
+
+    user: UserRead
+    access_token: IssuedToken
+    session: SessionGrant
 
 
 @dataclass(frozen=True)
@@ -22,17 +32,27 @@ class AuthService:
     users: UserRepository
     tokens: TokenCodec
     limiter: RateLimiter
+    sessions: SessionStore
 
-    async def sign_up(self, request: SignupRequest) -> UserRead:
+    async def sign_up(
+        self, request: SignupRequest, client_address: str, user_agent: str | None
+    ) -> Login:
+        """A new account, signed in (the SPA saves a login round trip)."""
         password_hash = await hash_password(request.password)
         row = await self.users.create(
             email=request.email, password_hash=password_hash, name=request.name
         )
-        return UserRead.from_row(row)
+        return await self.start_session(UserRead.from_row(row), client_address, user_agent)
+
+    async def start_session(
+        self, user: UserRead, client_address: str, user_agent: str | None
+    ) -> Login:
+        session = await self.sessions.start(user.id, user_agent=user_agent, address=client_address)
+        return Login(user, self.tokens.issue(user.id, session.session_id), session)
 
     async def log_in(
-        self, request: LoginRequest, client_address: str
-    ) -> tuple[UserRead, IssuedToken]:
+        self, request: LoginRequest, client_address: str, user_agent: str | None
+    ) -> Login:
         """Security events name the account by its user id, never by the email."""
         # One statement, so its connection is back in the pool before argon2 runs: a login
         # flood cannot hold every pooled connection while it waits for the hasher. Read before
@@ -60,5 +80,4 @@ class AuthService:
             logger.info("login_failed", **user_field, reason=reason)
             raise InvalidCredentialsError()
         self.limiter.login_succeeded(request.email, client_address)
-        user = UserRead.from_row(row)
-        return user, self.tokens.issue(user.id)
+        return await self.start_session(UserRead.from_row(row), client_address, user_agent)

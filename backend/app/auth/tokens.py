@@ -1,9 +1,11 @@
-"""Access tokens: JWTs signed with the configured secret, and a cache of those already verified."""
+"""Access tokens: JWTs signed with the configured secret, each naming its session (``sid``), and
+a cache of those already verified."""
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Container
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -14,6 +16,16 @@ from app.settings import Settings
 
 class TokenError(Exception):
     """The token cannot be trusted; the message says why (for logs, not for clients)."""
+
+
+class TokenExpiredError(TokenError):
+    """A token that was good and has expired: the client should refresh, not log out."""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenClaims:
+    subject: uuid.UUID
+    session_id: uuid.UUID
 
 
 @dataclass(frozen=True)
@@ -34,12 +46,17 @@ class TokenCodec:
     # Keyed by the whole token, signature included, so only a byte-identical copy of a token
     # that passed every check can hit; a hit is re-checked against ``exp``.
     verified_cache_size: int = 10_000
-    _verified: dict[str, tuple[uuid.UUID, float]] = field(
+    # Sessions ended before their tokens expire (sessions/revocations.py): looked up on every
+    # request, cached token or not, so an ended session's tokens stop working at once.
+    revoked: Container[uuid.UUID] = field(default_factory=frozenset, repr=False, compare=False)
+    _verified: dict[str, tuple[TokenClaims, float]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> TokenCodec:
+    def from_settings(
+        cls, settings: Settings, revoked: Container[uuid.UUID] = frozenset()
+    ) -> TokenCodec:
         if settings.jwt_secret is None:
             raise RuntimeError("JWT_SECRET is not configured")
         return cls(
@@ -48,33 +65,46 @@ class TokenCodec:
             lifetime=timedelta(minutes=settings.jwt_expire_minutes),
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
+            revoked=revoked,
         )
 
-    def issue(self, subject: uuid.UUID) -> IssuedToken:
+    def issue(self, subject: uuid.UUID, session_id: uuid.UUID) -> IssuedToken:
         now = datetime.now(UTC)
-        claims: dict[str, object] = {"sub": str(subject), "iat": now, "exp": now + self.lifetime}
+        claims: dict[str, object] = {
+            "sub": str(subject),
+            "sid": str(session_id),
+            "iat": now,
+            "exp": now + self.lifetime,
+        }
         if self.issuer:
             claims["iss"] = self.issuer
         if self.audience:
             claims["aud"] = self.audience
         token = jwt.encode(claims, self.secret, algorithm=self.algorithm)
-        return IssuedToken(value=token, expires_in=int(self.lifetime.total_seconds()))
+        return IssuedToken(value=token, expires_in=max(1, round(self.lifetime.total_seconds())))
 
     def subject_of(self, token: str) -> uuid.UUID:
-        """The verified subject. Only the configured algorithm is accepted (never ``none``)."""
+        return self.claims_of(token).subject
+
+    def claims_of(self, token: str) -> TokenClaims:
+        """The verified claims. Only the configured algorithm is accepted (never ``none``);
+        an expired token raises TokenExpiredError, a token of an ended session TokenError."""
         cached = self._verified.get(token)
         if cached is not None:
-            subject, expires_at = cached
-            if time.time() < expires_at:  # PyJWT's rule: expired from the second of `exp` on
-                return subject
-            del self._verified[token]
-        subject, expires_at = self._verify(token)
-        if len(self._verified) >= self.verified_cache_size:
-            del self._verified[next(iter(self._verified))]  # the oldest entry
-        self._verified[token] = (subject, expires_at)
-        return subject
+            claims, expires_at = cached
+            if time.time() >= expires_at:  # PyJWT's rule: expired from the second of `exp` on
+                del self._verified[token]
+                raise TokenExpiredError("ExpiredSignatureError")
+        else:
+            claims, expires_at = self._verify(token)
+            if len(self._verified) >= self.verified_cache_size:
+                del self._verified[next(iter(self._verified))]  # the oldest entry
+            self._verified[token] = (claims, expires_at)
+        if claims.session_id in self.revoked:
+            raise TokenError("session ended")
+        return claims
 
-    def _verify(self, token: str) -> tuple[uuid.UUID, float]:
+    def _verify(self, token: str) -> tuple[TokenClaims, float]:
         try:
             claims = jwt.decode(
                 token,
@@ -82,11 +112,18 @@ class TokenCodec:
                 algorithms=[self.algorithm],
                 issuer=self.issuer,
                 audience=self.audience,
-                options={"require": ["sub", "exp", "iat"], "verify_aud": bool(self.audience)},
+                options={
+                    "require": ["sub", "sid", "exp", "iat"],
+                    "verify_aud": bool(self.audience),
+                },
             )
+        except jwt.ExpiredSignatureError:
+            raise TokenExpiredError("ExpiredSignatureError") from None
         except jwt.PyJWTError as exc:
             raise TokenError(type(exc).__name__) from None
         try:
-            return uuid.UUID(str(claims["sub"])), int(claims["exp"])  # as PyJWT compares it
+            subject = uuid.UUID(str(claims["sub"]))
+            session_id = uuid.UUID(str(claims["sid"]))
         except ValueError:
-            raise TokenError("sub is not a UUID") from None
+            raise TokenError("sub or sid is not a UUID") from None
+        return TokenClaims(subject, session_id), int(claims["exp"])  # as PyJWT compares it

@@ -33,6 +33,12 @@ class ErrorCode(StrEnum):
     INVALID_HOST = "invalid_host"
     NOT_AUTHENTICATED = "not_authenticated"
     INVALID_TOKEN = "invalid_token"  # noqa: S105 (a code, not a secret)
+    TOKEN_EXPIRED = "token_expired"  # noqa: S105
+    INVALID_REFRESH_TOKEN = "invalid_refresh_token"  # noqa: S105
+    REFRESH_TOKEN_REUSED = "refresh_token_reused"  # noqa: S105
+    CSRF_REJECTED = "csrf_rejected"
+    SESSION_NOT_FOUND = "session_not_found"
+    WRONG_PASSWORD = "wrong_password"  # noqa: S105
     INVALID_CREDENTIALS = "invalid_credentials"
     EMAIL_TAKEN = "email_taken"
     RATE_LIMITED = "rate_limited"

@@ -1,0 +1,65 @@
+"""The sessions ended recently, held by every process, so their access tokens are refused
+without a query on the task routes.
+
+Each entry stays until every access token of its session has expired (one token lifetime
+after the end); later, the token's own ``exp`` refuses it. The set is filled from the
+database when the process's notification listener connects (after its LISTEN, so nothing
+ended in between is missed) and kept current by the `session_ended` notifications the
+database's trigger sends when a session ends or is deleted.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import timedelta
+
+import structlog
+
+from app.db.engine import DriverConnection
+from app.sessions.statements import RECENTLY_ENDED
+
+logger = structlog.get_logger("app.sessions")
+
+
+class RevokedSessions:
+    def __init__(self, token_lifetime: timedelta) -> None:
+        self._token_lifetime = token_lifetime
+        self._until: dict[uuid.UUID, float] = {}  # session id -> when its last token expires
+        self._next_prune = 0.0
+
+    def __contains__(self, session_id: object) -> bool:
+        # An entry past its time is harmless: the token it would refuse has expired too.
+        return session_id in self._until
+
+    def __len__(self) -> int:
+        return len(self._until)
+
+    def add(self, session_id: uuid.UUID, ended_at: float | None = None) -> None:
+        now = time.time()
+        ended = now if ended_at is None else ended_at
+        self._until[session_id] = ended + self._token_lifetime.total_seconds()
+        if now >= self._next_prune:
+            self._prune(now)
+
+    def on_notification(self, payload: str) -> None:
+        """The listener's callback for the `session_ended` channel."""
+        try:
+            session_id = uuid.UUID(payload)
+        except ValueError:
+            logger.warning("session_notification_malformed", payload=payload[:64])
+            return
+        self.add(session_id)
+
+    async def reload(self, connection: DriverConnection) -> None:
+        """Load what ended while this process was not listening (at start, after a reconnect)."""
+        rows = await connection.fetch(
+            RECENTLY_ENDED.sql, *RECENTLY_ENDED.arguments({"token_lifetime": self._token_lifetime})
+        )
+        for row in rows:
+            self.add(row["id"], row["ended_at"].timestamp())
+        logger.info("revoked_sessions_loaded", count=len(rows))
+
+    def _prune(self, now: float) -> None:
+        self._until = {sid: until for sid, until in self._until.items() if until > now}
+        self._next_prune = now + 60.0
