@@ -4,6 +4,8 @@
   readable method names; they must be unique, and a test keeps them from changing by accident.
 - An operation that requires no credentials says so (``security: []``), for generators and
   gateways that would otherwise apply a default.
+- An optional request body is the body's schema with ``required: false``, not a union with
+  null, which generators turn into an unnamed wrapper type.
 """
 
 from __future__ import annotations
@@ -47,3 +49,15 @@ def _finish(schema: dict[str, Any]) -> None:
         raise RuntimeError(f"operationIds must be unique; repeated: {', '.join(sorted(repeated))}")
     for operation in operations:
         operation.setdefault("security", [])
+        _optional_body_without_null(operation)
+
+
+def _optional_body_without_null(operation: dict[str, Any]) -> None:
+    body = operation.get("requestBody")
+    if body is None or body.get("required"):
+        return
+    for media in body.get("content", {}).values():
+        variants = media["schema"].get("anyOf", [])
+        named = [variant for variant in variants if variant != {"type": "null"}]
+        if len(variants) == 2 and len(named) == 1:
+            media["schema"] = named[0]

@@ -15,7 +15,7 @@ from app.http.errors import error_responses
 from app.sessions.deps import SessionConfigDep, SessionStoreDep
 from app.sessions.errors import InvalidRefreshTokenError
 from app.sessions.repository import EndReason, SessionRepository
-from app.sessions.schemas import RefreshRequest, SessionRead
+from app.sessions.schemas import RefreshRequest, SessionList, SessionRead
 from app.sessions.transport import read_refresh_token
 
 router = APIRouter(prefix="/api/auth", tags=["sessions"])
@@ -109,14 +109,16 @@ async def logout(
 @router.get("/sessions", responses=error_responses(401, 503))
 async def list_sessions(
     claims: TokenClaimsDep, database: DatabaseDep, config: SessionConfigDep
-) -> list[SessionRead]:
+) -> SessionList:
     """The user's sessions that can still be used, the most recently used first; the caller's
     own is `current: true`. Last used means the last login or refresh."""
     rows = await SessionRepository(database, claims.subject, config.policy).list()
     if not rows:
         # The caller's own session is always listed, so none means the account is gone.
         raise user_gone(claims.subject)
-    return [SessionRead(**{**row, "current": row["id"] == claims.session_id}) for row in rows]
+    return SessionList(
+        [SessionRead(**{**row, "current": row["id"] == claims.session_id}) for row in rows]
+    )
 
 
 @router.delete(

@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, RootModel, StringConstraints
 
 from app.http.schemas import RequestBody
 
@@ -34,3 +34,7 @@ class SessionRead(BaseModel):
         description="Where it was started, truncated to a network (IPv4 /24, IPv6 /48)"
     )
     current: bool = Field(False, description="The session of the token that asked")
+
+
+class SessionList(RootModel[list[SessionRead]]):
+    """The user's usable sessions, the most recently used first (a JSON array)."""

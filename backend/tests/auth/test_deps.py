@@ -6,6 +6,7 @@ exists, so the one thing wrong with it is the thing under test.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 import uuid
@@ -110,11 +111,14 @@ REJECTED_TOKENS: dict[str, Callable[[uuid.UUID], str]] = {
     "alg-none": unsigned_token,
     "hs512-when-hs256-is-configured": lambda uid: craft_token(claims_for(uid), algorithm="HS512"),
     "hs384-when-hs256-is-configured": lambda uid: craft_token(claims_for(uid), algorithm="HS384"),
-    "expired": lambda uid: craft_token(
-        claims_for(uid, iat=int(time.time()) - 7200, exp=int(time.time()) - 60)
-    ),
     "not-yet-valid": lambda uid: craft_token(claims_for(uid, nbf=int(time.time()) + 600)),
     "missing-sub": lambda uid: craft_token(claims_for(uid, sub=None)),
+    "missing-sid": lambda uid: craft_token(claims_for(uid, sid=None)),
+    "sid-not-a-uuid": lambda uid: craft_token(claims_for(uid, sid="not-a-uuid")),
+    # An expired token of another secret is a forgery, not an expired token.
+    "expired-and-bad-signature": lambda uid: craft_token(
+        claims_for(uid, exp=int(time.time()) - 60), key=OTHER_SECRET
+    ),
     "missing-exp": lambda uid: craft_token(claims_for(uid, exp=None)),
     "missing-iat": lambda uid: craft_token(claims_for(uid, iat=None)),
     "sub-not-a-uuid": lambda uid: craft_token(claims_for(uid, sub="not-a-uuid")),
@@ -134,6 +138,30 @@ async def test_a_flawed_token_is_401_invalid_token(
     assert_unauthorized(response, "invalid_token")
 
 
+async def test_an_expired_token_is_401_token_expired_so_the_client_refreshes(
+    client: httpx.AsyncClient, stored_user: StoredUser
+) -> None:
+    expired = craft_token(
+        claims_for(stored_user.id, iat=int(time.time()) - 7200, exp=int(time.time()) - 60)
+    )
+
+    response = await client.get(ME_URL, headers=bearer(expired))
+
+    assert_unauthorized(response, "token_expired")
+
+
+async def test_a_token_that_expires_while_cached_is_401_token_expired(
+    client: httpx.AsyncClient, stored_user: StoredUser
+) -> None:
+    token = craft_token(claims_for(stored_user.id, exp=int(time.time()) + 1))
+    assert (await client.get(ME_URL, headers=bearer(token))).status_code == 200  # now cached
+
+    await asyncio.sleep(max(0.0, int(time.time()) + 1 - time.time()) + 0.05)
+    response = await client.get(ME_URL, headers=bearer(token))
+
+    assert_unauthorized(response, "token_expired")
+
+
 async def test_a_flawed_token_on_a_task_route_is_401_and_writes_nothing(
     client: httpx.AsyncClient, stored_user: StoredUser, engine: AsyncEngine
 ) -> None:
@@ -143,7 +171,7 @@ async def test_a_flawed_token_on_a_task_route_is_401_and_writes_nothing(
         f"/api/{stored_user.id}/tasks", json={"title": "sneaky"}, headers=bearer(expired)
     )
 
-    assert_unauthorized(response, "invalid_token")
+    assert_unauthorized(response, "token_expired")
     assert await count_rows(engine, "tasks") == 0
 
 

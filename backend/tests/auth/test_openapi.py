@@ -99,7 +99,7 @@ def test_signup_documents_201_409_and_422(openapi: dict[str, Any]) -> None:
 
     assert {"201", "409", "422"} <= set(responses)
     assert set(responses["201"]["content"]["application/json"]["schema"].values()) == {
-        "#/components/schemas/UserRead"
+        "#/components/schemas/SignupResponse"
     }
     assert responses["409"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/ErrorBody"
@@ -125,7 +125,7 @@ def test_user_and_token_schemas_expose_no_password(openapi: dict[str, Any]) -> N
     schemas = openapi["components"]["schemas"]
 
     assert set(schemas["UserRead"]["properties"]) == {"id", "email", "name", "created_at"}
-    token_fields = {"access_token", "token_type", "expires_in", "user"}
+    token_fields = {"access_token", "token_type", "expires_in", "refresh_token", "user"}
     assert set(schemas["TokenResponse"]["properties"]) == token_fields
     # Always sent, so required: a generated client need not handle an absent token_type.
     assert set(schemas["TokenResponse"]["required"]) == token_fields

@@ -24,20 +24,20 @@ def codec(**changes: object) -> TokenCodec:
     return TokenCodec(**values)  # type: ignore[arg-type]
 
 
-def test_an_issued_token_carries_sub_iat_and_exp_one_lifetime_apart() -> None:
-    subject = uuid.uuid4()
+def test_an_issued_token_carries_sub_sid_iat_and_exp_one_lifetime_apart() -> None:
+    subject, session_id = uuid.uuid4(), uuid.uuid4()
 
-    issued = codec(lifetime=timedelta(minutes=5)).issue(subject)
+    issued = codec(lifetime=timedelta(minutes=5)).issue(subject, session_id)
 
     assert issued.expires_in == 300
     claims = jwt.decode(issued.value, TEST_JWT_SECRET, algorithms=["HS256"])
-    assert set(claims) == {"sub", "iat", "exp"}
-    assert claims["sub"] == str(subject)
+    assert set(claims) == {"sub", "sid", "iat", "exp"}
+    assert (claims["sub"], claims["sid"]) == (str(subject), str(session_id))
     assert claims["exp"] - claims["iat"] == 300
 
 
 def test_an_issued_token_is_signed_with_the_configured_algorithm() -> None:
-    issued = codec(algorithm="HS384").issue(uuid.uuid4())
+    issued = codec(algorithm="HS384").issue(uuid.uuid4(), uuid.uuid4())
 
     assert jwt.get_unverified_header(issued.value)["alg"] == "HS384"
     assert codec(algorithm="HS384").subject_of(issued.value)
@@ -46,7 +46,7 @@ def test_an_issued_token_is_signed_with_the_configured_algorithm() -> None:
 
 
 def test_an_issued_token_carries_issuer_and_audience_when_configured() -> None:
-    issued = codec(issuer="me", audience="spa").issue(uuid.uuid4())
+    issued = codec(issuer="me", audience="spa").issue(uuid.uuid4(), uuid.uuid4())
 
     claims = jwt.decode(issued.value, TEST_JWT_SECRET, algorithms=["HS256"], audience="spa")
     assert (claims["iss"], claims["aud"]) == ("me", "spa")
@@ -56,11 +56,11 @@ def test_subject_of_returns_the_uuid_of_a_token_it_issued() -> None:
     subject = uuid.uuid4()
     tokens = codec()
 
-    assert tokens.subject_of(tokens.issue(subject).value) == subject
+    assert tokens.subject_of(tokens.issue(subject, uuid.uuid4()).value) == subject
 
 
 def test_subject_of_rejects_a_token_signed_with_another_secret() -> None:
-    issued = codec(secret="another-secret-" + "z" * 40).issue(uuid.uuid4())
+    issued = codec(secret="another-secret-" + "z" * 40).issue(uuid.uuid4(), uuid.uuid4())
 
     with pytest.raises(TokenError, match="InvalidSignatureError"):
         codec().subject_of(issued.value)
@@ -72,7 +72,7 @@ def test_subject_of_says_why_without_repeating_the_token() -> None:
     with pytest.raises(TokenError) as caught:
         codec().subject_of(token)
 
-    assert str(caught.value) == "sub is not a UUID"
+    assert str(caught.value) == "sub or sid is not a UUID"
     assert token not in str(caught.value)
 
 

@@ -99,8 +99,11 @@ async def errors_client(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
         (
             "invalid-token",
             401,
-            {"detail": "Invalid or expired token", "code": "invalid_token"},
-            {"WWW-Authenticate": "Bearer"},
+            {"detail": "Invalid access token", "code": "invalid_token"},
+            {
+                "WWW-Authenticate": 'Bearer error="invalid_token", '
+                'error_description="The access token is invalid"'
+            },
         ),
         (
             "permission",

@@ -28,10 +28,17 @@ OPERATION_IDS = {
     ("post", "/api/auth/login"): "login",
     ("post", "/api/auth/token"): "token",
     ("get", "/api/auth/me"): "me",
+    ("post", "/api/auth/refresh"): "refresh",
+    ("post", "/api/auth/logout"): "logout",
+    ("get", "/api/auth/sessions"): "list_sessions",
+    ("delete", "/api/auth/sessions"): "end_other_sessions",
+    ("delete", "/api/auth/sessions/{session_id}"): "end_session",
     ("get", "/health"): "liveness",
     ("get", "/health/db"): "readiness",
 }
-PUBLIC_OPERATIONS = {"signup", "login", "token", "liveness", "readiness"}
+# refresh and logout authenticate with the refresh token (cookie or body); logout also takes
+# a bearer token, which its description says.
+PUBLIC_OPERATIONS = {"signup", "login", "token", "refresh", "logout", "liveness", "readiness"}
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "options", "head", "trace"}
 
 
