@@ -7,6 +7,7 @@ pytest_plugins = [
     "tests.fixtures.app",
     "tests.fixtures.database",
     "tests.fixtures.accounts",
+    "tests.fixtures.sessions",
     "tests.fixtures.tasks",
     "tests.fixtures.logs",
     "tests.fixtures.cluster",
