@@ -84,7 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_openapi(app)
     app.state.sessions = sessions
-    app.state.token_codec = TokenCodec.from_settings(settings, revoked=sessions.revoked)
+    app.state.token_codec = TokenCodec.from_settings(settings, revoked=sessions.revoked.ids)
     app.state.rate_limiter = RateLimiter.from_settings(settings)
     register_error_handlers(app)
     # Routes are matched in order: the task routes, which take nearly all the traffic, first.

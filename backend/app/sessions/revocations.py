@@ -25,20 +25,22 @@ logger = structlog.get_logger("app.sessions")
 class RevokedSessions:
     def __init__(self, token_lifetime: timedelta) -> None:
         self._token_lifetime = token_lifetime
-        self._until: dict[uuid.UUID, float] = {}  # session id -> when its last token expires
+        # Session id -> when its last token expires. The token codec looks ids up in this very
+        # dict (a C-level lookup on every request), so it is only ever changed in place. An
+        # entry past its time is harmless: the token it would refuse has expired too.
+        self.ids: dict[uuid.UUID, float] = {}
         self._next_prune = 0.0
 
     def __contains__(self, session_id: object) -> bool:
-        # An entry past its time is harmless: the token it would refuse has expired too.
-        return session_id in self._until
+        return session_id in self.ids
 
     def __len__(self) -> int:
-        return len(self._until)
+        return len(self.ids)
 
     def add(self, session_id: uuid.UUID, ended_at: float | None = None) -> None:
         now = time.time()
         ended = now if ended_at is None else ended_at
-        self._until[session_id] = ended + self._token_lifetime.total_seconds()
+        self.ids[session_id] = ended + self._token_lifetime.total_seconds()
         if now >= self._next_prune:
             self._prune(now)
 
@@ -61,5 +63,6 @@ class RevokedSessions:
         logger.info("revoked_sessions_loaded", count=len(rows))
 
     def _prune(self, now: float) -> None:
-        self._until = {sid: until for sid, until in self._until.items() if until > now}
+        for session_id in [sid for sid, until in self.ids.items() if until <= now]:
+            del self.ids[session_id]
         self._next_prune = now + 60.0
