@@ -68,10 +68,11 @@ class NotificationListener:
 
     async def start(self, deadline_seconds: float) -> None:
         """Connect, LISTEN and run on_connect, retrying with backoff for up to
-        ``deadline_seconds``; then keep listening in a background task until `stop`.
+        ``deadline_seconds`` (each attempt gets half a second at least); then keep listening
+        in a background task until `stop`.
 
-        Raises DatabaseStartupError when the deadline passes first, or at once when the
-        database refuses for a reason retrying will not fix (or on_connect fails that way).
+        Raises DatabaseStartupError when the deadline passes first, or at once on an error
+        retrying will not fix (a refused login, a missing database, on_connect's own bug).
         """
         if self._task is not None:
             raise RuntimeError("the listener is already running")
@@ -90,7 +91,7 @@ class NotificationListener:
                 if translate_database_error(exc) is None:
                     raise DatabaseStartupError(
                         f"Listening for notifications failed: {cause}"
-                    ) from None
+                    ) from exc
                 remaining = give_up_at - loop.time()
                 if remaining <= 0:
                     raise DatabaseStartupError(
@@ -164,6 +165,8 @@ class NotificationListener:
                         attempt=attempt,
                         error=_describe(exc),
                         retry_in_s=delay,
+                        # Not an outage (on_connect's own bug, say): the traceback too.
+                        exc_info=translate_database_error(exc) is None,
                     )
             self._connected(connection, attempt)
 

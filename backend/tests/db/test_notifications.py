@@ -385,8 +385,9 @@ async def test_start_fails_at_once_when_on_connect_fails(database_url: str) -> N
     )
     started = time.monotonic()
 
-    with pytest.raises(DatabaseStartupError, match="KeyError"):
+    with pytest.raises(DatabaseStartupError, match="KeyError") as caught:
         await listener.start(deadline_seconds=5)
 
     assert time.monotonic() - started < 1
+    assert isinstance(caught.value.__cause__, KeyError)  # the bug's traceback is kept
     assert not listener.connected
