@@ -8,7 +8,14 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import limits
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.db.url import DatabaseTarget, DatabaseUrlError, parse_database_url
@@ -20,6 +27,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 # A DNS name, IPv4 address or bracketed IPv6 address, without a port.
 HOST_NAME = re.compile(r"[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]")
 HEADER_NAME = re.compile(r"[!#$%&'+.^_`|~0-9A-Za-z-]+")
+LISTEN_NEEDS_POSTGRES = (
+    "DATABASE_LISTEN_URL must point at PostgreSQL directly when DATABASE_URL goes through PgBouncer"
+)
 
 
 class Settings(BaseSettings):
@@ -44,6 +54,10 @@ class Settings(BaseSettings):
     db_startup_deadline_seconds: float = Field(30.0, ge=0)
     # Transaction-pooling PgBouncer cannot keep prepared statements across transactions.
     db_pgbouncer: bool = False
+    # The same database reached without PgBouncer, for the one LISTEN session per process
+    # (app/db/notifications.py): a transaction-pooling PgBouncer cannot carry LISTEN.
+    # Unset: DATABASE_URL's (see listen_database).
+    database_listen_url: SecretStr | None = None
     data_dir: Path = REPO_ROOT / ".data"
 
     # Logging
@@ -155,15 +169,17 @@ class Settings(BaseSettings):
             raise ValueError("expected a limit such as '30/minute' or '5/15 minutes'") from None
         return value
 
-    @field_validator("database_url")
+    @field_validator("database_url", "database_listen_url")
     @classmethod
-    def _check_database_url(cls, value: SecretStr | None) -> SecretStr | None:
+    def _check_database_url(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
         if value is None or not value.get_secret_value().strip():
             return None
         try:
-            parse_database_url(value.get_secret_value())
+            target = parse_database_url(value.get_secret_value())
         except DatabaseUrlError as exc:
             raise ValueError(str(exc)) from None
+        if info.field_name == "database_listen_url" and target.pgbouncer:
+            raise ValueError("must point at PostgreSQL directly, not at PgBouncer")
         return value
 
     @field_validator(
@@ -225,6 +241,14 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _listen_url_needs_a_database_url(self) -> Settings:
+        if self.database_listen_url is not None and self.database_url is None:
+            raise ValueError(
+                "DATABASE_LISTEN_URL needs DATABASE_URL (it reaches the same database directly)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _production_needs_a_real_secret(self) -> Settings:
         if self.database_url is None:
             return self
@@ -242,6 +266,22 @@ class Settings(BaseSettings):
         if self.database_url is None:
             raise RuntimeError("DATABASE_URL is not set; start the embedded database first")
         return parse_database_url(self.database_url.get_secret_value())
+
+    @cached_property
+    def listen_database(self) -> DatabaseTarget:
+        """Where the notification listener connects: DATABASE_LISTEN_URL, else DATABASE_URL;
+        never PgBouncer (DB_PGBOUNCER speaks of DATABASE_URL only).
+
+        Checked when asked rather than when settings load, so what never listens (migrations,
+        an engine for a script or a test through PgBouncer) needs no second URL.
+        """
+        if self.database_listen_url is None:
+            target = self.database
+        else:
+            target = parse_database_url(self.database_listen_url.get_secret_value())
+        if target.pgbouncer or (self.db_pgbouncer and target == self.database):
+            raise SettingsError(LISTEN_NEEDS_POSTGRES)
+        return target
 
     @property
     def uses_embedded_database(self) -> bool:

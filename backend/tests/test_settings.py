@@ -12,6 +12,8 @@ from app.settings import Settings, SettingsError, load_settings
 PASSWORD = "pw-Zx81q"
 SECRET_32 = "k" * 32
 TCP_URL = f"postgresql://app:{PASSWORD}@db.internal:5432/tasks"
+BOUNCER_URL = f"postgresql://app:{PASSWORD}@bouncer.internal:6432/tasks"
+DIRECT_URL = f"postgresql://app:{PASSWORD}@primary.internal:5432/tasks"
 
 
 @pytest.fixture
@@ -58,6 +60,7 @@ def test_defaults_are_the_documented_ones(env: pytest.MonkeyPatch) -> None:
         settings.request_head_timeout_seconds,
     ) == (32 * 1024, 8 * 1024, 10.0)
     assert settings.jwt_secret is None
+    assert settings.database_listen_url is None
 
 
 def test_variables_are_read_from_the_environment(env: pytest.MonkeyPatch) -> None:
@@ -92,6 +95,97 @@ def test_an_empty_database_url_means_the_embedded_database(env: pytest.MonkeyPat
     assert settings.uses_embedded_database is True
     with pytest.raises(RuntimeError, match="DATABASE_URL is not set"):
         _ = settings.database
+
+
+def test_the_listener_uses_the_database_url_when_no_listen_url_is_set(
+    env: pytest.MonkeyPatch,
+) -> None:
+    env.setenv("DATABASE_URL", TCP_URL)
+    env.setenv("JWT_SECRET", SECRET_32)
+
+    settings = load_settings()
+
+    assert settings.listen_database == settings.database
+
+
+@pytest.mark.parametrize(
+    "variables",
+    [
+        pytest.param({"DATABASE_URL": BOUNCER_URL, "DB_PGBOUNCER": "true"}, id="db-pgbouncer"),
+        pytest.param({"DATABASE_URL": f"{BOUNCER_URL}?pgbouncer=true"}, id="pgbouncer-in-url"),
+        pytest.param(
+            {
+                "DATABASE_URL": BOUNCER_URL,
+                "DB_PGBOUNCER": "true",
+                "DATABASE_LISTEN_URL": BOUNCER_URL,
+            },
+            id="listen-url-is-the-bouncer",
+        ),
+    ],
+)
+def test_the_listener_never_goes_through_pgbouncer(
+    env: pytest.MonkeyPatch, variables: dict[str, str]
+) -> None:
+    for name, value in {"JWT_SECRET": SECRET_32, **variables}.items():
+        env.setenv(name, value)
+    settings = load_settings()  # what never listens (migrations, scripts) still loads
+
+    with pytest.raises(SettingsError) as caught:
+        _ = settings.listen_database
+
+    assert str(caught.value) == (
+        "DATABASE_LISTEN_URL must point at PostgreSQL directly when DATABASE_URL goes through "
+        "PgBouncer"
+    )
+    assert PASSWORD not in str(caught.value)
+
+
+@pytest.mark.parametrize("bouncer_url", [BOUNCER_URL, f"{BOUNCER_URL}?pgbouncer=true"])
+def test_behind_pgbouncer_the_listener_uses_the_listen_url(
+    env: pytest.MonkeyPatch, bouncer_url: str
+) -> None:
+    env.setenv("DATABASE_URL", bouncer_url)
+    env.setenv("DB_PGBOUNCER", "true")
+    env.setenv("DATABASE_LISTEN_URL", f"{DIRECT_URL}?sslmode=require&application_name=listen")
+    env.setenv("JWT_SECRET", SECRET_32)
+
+    settings = load_settings()
+    target = settings.listen_database
+
+    assert (target.url.host, target.url.port, target.url.database) == (
+        "primary.internal",
+        5432,
+        "tasks",
+    )
+    assert (target.pgbouncer, target.ssl_mode, target.application_name) == (
+        False,
+        "require",
+        "listen",
+    )
+    assert settings.database.url.host == "bouncer.internal"
+
+
+def test_a_listen_url_through_pgbouncer_is_refused(env: pytest.MonkeyPatch) -> None:
+    message = _error(
+        env,
+        DATABASE_URL=BOUNCER_URL,
+        JWT_SECRET=SECRET_32,
+        DATABASE_LISTEN_URL=f"{BOUNCER_URL}?pgbouncer=true",
+    )
+
+    assert message == (
+        "Invalid setting DATABASE_LISTEN_URL: must point at PostgreSQL directly, not at PgBouncer"
+    )
+
+
+def test_a_listen_url_without_a_database_url_is_refused(env: pytest.MonkeyPatch) -> None:
+    message = _error(env, DATABASE_LISTEN_URL=DIRECT_URL)
+
+    assert message == (
+        "Invalid setting DATABASE_LISTEN_URL needs DATABASE_URL (it reaches the same database "
+        "directly)"
+    )
+    assert PASSWORD not in message
 
 
 @pytest.mark.parametrize(
@@ -226,6 +320,16 @@ def test_jwt_secret_is_optional_for_the_embedded_database(env: pytest.MonkeyPatc
             "Invalid setting DATABASE_URL: sslmode 'maybe' is not one of disable, allow, "
             "prefer, require, verify-ca, verify-full",
             id="bad-sslmode",
+        ),
+        pytest.param(
+            {
+                "DATABASE_URL": TCP_URL,
+                "JWT_SECRET": SECRET_32,
+                "DATABASE_LISTEN_URL": f"postgresql://app:{PASSWORD}@db/tasks?sslmode=maybe",
+            },
+            "Invalid setting DATABASE_LISTEN_URL: sslmode 'maybe' is not one of disable, allow, "
+            "prefer, require, verify-ca, verify-full",
+            id="bad-listen-url",
         ),
         pytest.param(
             {"DB_POOL_SIZE": "five"},

@@ -13,6 +13,7 @@ from typing import Any, TypeAlias
 import asyncpg
 import structlog
 from sqlalchemy import Text, bindparam, event, exc, func, literal_column, select, true
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.util import await_
 
@@ -68,29 +69,62 @@ def _unique_statement_name() -> str:
     return f"__asyncpg_{uuid.uuid4().hex}__"
 
 
-def create_engine(settings: Settings, target: DatabaseTarget | None = None) -> AsyncEngine:
-    target = target or settings.database
+def driver_connect_arguments(
+    settings: Settings, target: DatabaseTarget, *, pgbouncer: bool
+) -> dict[str, Any]:
+    """The keywords of ``asyncpg.connect`` every connection to ``target`` gets, pooled or not:
+    the connect and client-side timeouts, TLS, application_name and the server settings."""
     timeout_ms = statement_timeout_ms(settings)
-    pgbouncer = behind_pgbouncer(settings, target)
     server_settings = {"application_name": target.application_name or "taskapi"}
     if not pgbouncer:
         # Startup parameters; a transaction-pooling PgBouncer rejects them (SET_LOCAL_TIMEOUTS).
         server_settings["statement_timeout"] = str(timeout_ms)
         server_settings["idle_in_transaction_session_timeout"] = str(IDLE_IN_TRANSACTION_TIMEOUT_MS)
-    connect_args: dict[str, Any] = {
+    arguments: dict[str, Any] = {
         "timeout": target.connect_timeout or settings.db_connect_timeout_seconds,
         "command_timeout": settings.db_statement_timeout_seconds + CLIENT_TIMEOUT_MARGIN_SECONDS,
         "server_settings": server_settings,
     }
     ssl_argument = target.ssl_argument()
     if ssl_argument is not None:
-        connect_args["ssl"] = ssl_argument
+        arguments["ssl"] = ssl_argument
     if pgbouncer:
         # Prepared statements do not survive PgBouncer handing the server connection to
-        # another client between transactions: no cache, and never-reused statement names.
-        # (statement_cache_size is asyncpg's own cache, prepared_statement_cache_size is
-        # SQLAlchemy's adapter cache; both are connect() keywords, not engine options.)
-        connect_args["statement_cache_size"] = 0
+        # another client between transactions: no asyncpg statement cache (create_engine
+        # turns SQLAlchemy's off too).
+        arguments["statement_cache_size"] = 0
+    return arguments
+
+
+async def connect_outside_pool(settings: Settings, target: DatabaseTarget) -> DriverConnection:
+    """One asyncpg connection made as the pool makes its own, but taking no slot of it: for a
+    session that lives as long as the process (LISTEN), which a pool would count and recycle.
+
+    Plain asyncpg rather than a NullPool engine: such a session needs no SQLAlchemy adapter or
+    dialect initialisation, only the same address (read from the URL by the engine's dialect)
+    and the same keywords (driver_connect_arguments).
+    """
+    # DB_PGBOUNCER speaks of DATABASE_URL only; another target (DATABASE_LISTEN_URL) is
+    # behind PgBouncer only if its own URL says so.
+    pgbouncer = target.pgbouncer or (
+        settings.db_pgbouncer and settings.database_url is not None and target == settings.database
+    )
+    dialect = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
+    _, address = dialect.create_connect_args(target.url)  # type: ignore[no-untyped-call]
+    return await asyncpg.connect(
+        **address, **driver_connect_arguments(settings, target, pgbouncer=pgbouncer)
+    )
+
+
+def create_engine(settings: Settings, target: DatabaseTarget | None = None) -> AsyncEngine:
+    target = target or settings.database
+    timeout_ms = statement_timeout_ms(settings)
+    pgbouncer = behind_pgbouncer(settings, target)
+    connect_args = driver_connect_arguments(settings, target, pgbouncer=pgbouncer)
+    if pgbouncer:
+        # And never-reused statement names. (statement_cache_size is asyncpg's own cache,
+        # prepared_statement_cache_size is SQLAlchemy's adapter cache; both are connect()
+        # keywords, not engine options.)
         connect_args["prepared_statement_cache_size"] = 0
         connect_args["prepared_statement_name_func"] = _unique_statement_name
     for warning in target.warnings:

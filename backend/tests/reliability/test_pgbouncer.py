@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from sqlalchemy.engine import make_url
 
 from tests.fixtures.accounts import Account
 from tests.fixtures.cluster import (
@@ -33,6 +34,7 @@ CHAINS = 100  # x 5 requests
 CONCURRENT_CHAINS = 16
 EXPECTED = ("create", 201), ("get", 200), ("toggle", 200), ("list", 200), ("delete", 204)
 PREPARED_STATEMENT_ERROR = re.compile(r"prepared statement", re.IGNORECASE)
+LISTENER_APPLICATION_NAME = "taskapi-listener"
 
 
 async def _chain(http: httpx.AsyncClient, account: Account, n: int) -> list[tuple[str, int]]:
@@ -66,12 +68,18 @@ async def run_mixed_load(server: AppServer) -> list[tuple[str, int]]:
     return [result for chain in chains for result in chain]
 
 
-def service_env(*, workers: int, pgbouncer_mode: bool) -> dict[str, str]:
+def service_env(*, workers: int, pgbouncer_mode: bool, direct_url: str) -> dict[str, str]:
+    """``direct_url`` is the database on PostgreSQL itself, for the LISTEN session that
+    PgBouncer cannot carry, under a name of its own so it can be told from the pool's."""
+    listen_url = make_url(direct_url).update_query_dict(
+        {"application_name": LISTENER_APPLICATION_NAME}
+    )
     return {
         "WEB_CONCURRENCY": str(workers),
         "DB_PGBOUNCER": "true" if pgbouncer_mode else "false",
         "DB_POOL_SIZE": "5",
         "DB_MAX_OVERFLOW": "5",
+        "DATABASE_LISTEN_URL": listen_url.render_as_string(hide_password=False),
     }
 
 
@@ -79,7 +87,10 @@ async def test_two_workers_through_transaction_pooling_have_no_prepared_statemen
     pg_cluster: PostgresCluster, pgbouncer: PgBouncer, start_server: StartServer
 ) -> None:
     database_url = await create_database(pg_cluster.url())
-    server = start_server(via(pgbouncer, database_url), service_env(workers=2, pgbouncer_mode=True))
+    server = start_server(
+        via(pgbouncer, database_url),
+        service_env(workers=2, pgbouncer_mode=True, direct_url=database_url),
+    )
     results = await run_mixed_load(server)
 
     assert len(results) == CHAINS * len(EXPECTED)
@@ -88,11 +99,14 @@ async def test_two_workers_through_transaction_pooling_have_no_prepared_statemen
     assert log.count("Started server process") == 2  # two worker processes
     assert PREPARED_STATEMENT_ERROR.findall(log) == []
     # Up to 16 concurrent requests from two workers went through at most pool_size server
-    # connections: transactions really were handed between clients.
+    # connections: transactions really were handed between clients. (The LISTEN sessions
+    # connect directly, one per worker, and are not PgBouncer's.)
     server_connections = await fetch(
         database_url,
         "SELECT count(*) AS n FROM pg_stat_activity "
-        "WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+        "AND application_name IS DISTINCT FROM $1",
+        LISTENER_APPLICATION_NAME,
     )
     assert 1 <= server_connections[0]["n"] <= pgbouncer.pool_size
 
@@ -125,7 +139,8 @@ async def test_without_pgbouncer_mode_the_same_load_hits_prepared_statement_erro
     starting, which proves the same point less predictably."""
     database_url = await create_database(pg_cluster.url())
     server = start_server(
-        via(lenient_pgbouncer, database_url), service_env(workers=1, pgbouncer_mode=False)
+        via(lenient_pgbouncer, database_url),
+        service_env(workers=1, pgbouncer_mode=False, direct_url=database_url),
     )
     results = await run_mixed_load(server)
 

@@ -1,0 +1,210 @@
+"""One LISTEN session per process, outside the request pool, that outlives database restarts.
+
+PostgreSQL delivers a NOTIFY only to sessions listening at that moment, so a session that was
+lost misses what was sent until it is back. The listener therefore runs ``on_connect`` after
+every (re)connect, once LISTEN is in place: the caller reloads there whatever may have changed
+while nobody listened, and a notification sent meanwhile is queued, not lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import asyncpg
+import structlog
+
+from app.db.engine import DriverConnection
+from app.db.errors import DatabaseStartupError, translate_database_error
+
+logger = structlog.get_logger("app.db")
+
+Connect = Callable[[], Awaitable[DriverConnection]]
+OnConnect = Callable[[DriverConnection], Awaitable[None]]
+Callback = Callable[[str], None]
+
+FIRST_RETRY_SECONDS = 0.25
+MAX_RETRY_SECONDS = 5.0
+# A background reconnect (connect, LISTEN, on_connect) that hangs must not stop the retries.
+ATTEMPT_TIMEOUT_SECONDS = 30.0
+CLOSE_TIMEOUT_SECONDS = 2.0
+
+
+class NotificationListener:
+    """One dedicated connection (outside the request pool) that LISTENs on some channels.
+
+    ``connect`` opens the connection (engine.connect_outside_pool), ``channels`` maps each
+    channel to the callback that gets a notification's payload, and ``on_connect`` runs on the
+    connection after each LISTEN. A lost connection is noticed from the socket (asyncpg's
+    termination listener) or, for deaths no socket reports, from a ``SELECT 1`` every
+    ``keepalive_seconds`` that must answer within as long; it is then reopened with capped
+    exponential backoff for as long as the listener runs.
+    """
+
+    def __init__(
+        self,
+        connect: Connect,
+        channels: Mapping[str, Callback],
+        on_connect: OnConnect | None = None,
+        keepalive_seconds: float = 5.0,
+    ) -> None:
+        if not channels:
+            raise ValueError("a listener needs at least one channel")
+        if keepalive_seconds <= 0:
+            raise ValueError("keepalive_seconds must be positive")
+        self._connect = connect
+        self._channels = dict(channels)
+        self._on_connect = on_connect
+        self._keepalive_seconds = keepalive_seconds
+        self._connection: DriverConnection | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def connected(self) -> bool:
+        """Listening right now (LISTEN and on_connect done, the connection not known lost)."""
+        return self._connection is not None and not self._connection.is_closed()
+
+    async def start(self, deadline_seconds: float) -> None:
+        """Connect, LISTEN and run on_connect, retrying with backoff for up to
+        ``deadline_seconds`` (each attempt gets half a second at least); then keep listening
+        in a background task until `stop`.
+
+        Raises DatabaseStartupError when the deadline passes first, or at once on an error
+        retrying will not fix (a refused login, a missing database, on_connect's own bug).
+        """
+        if self._task is not None:
+            raise RuntimeError("the listener is already running")
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + deadline_seconds
+        delay = FIRST_RETRY_SECONDS
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                async with asyncio.timeout(max(0.5, give_up_at - loop.time())):
+                    connection = await self._open()
+                break
+            except Exception as exc:
+                cause = _describe(exc)
+                if translate_database_error(exc) is None:
+                    raise DatabaseStartupError(
+                        f"Listening for notifications failed: {cause}"
+                    ) from exc
+                remaining = give_up_at - loop.time()
+                if remaining <= 0:
+                    raise DatabaseStartupError(
+                        f"Could not listen for notifications within {deadline_seconds:g}s "
+                        f"({attempt} attempts): {cause}"
+                    ) from None
+                logger.warning("notification_listener_not_ready", attempt=attempt, retry_in_s=delay)
+                await asyncio.sleep(min(delay, remaining))
+                delay = min(delay * 2, MAX_RETRY_SECONDS)
+        self._connected(connection, attempt)
+        self._task = asyncio.create_task(self._run(connection), name="notification-listener")
+
+    async def stop(self) -> None:
+        """Stop listening and close the connection; safe to call at any time, and again."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait([task])  # our own cancellation still propagates
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            # A close() that fails has aborted the connection: closed either way.
+            with contextlib.suppress(Exception):
+                await connection.close(timeout=CLOSE_TIMEOUT_SECONDS)
+
+    async def _open(self) -> DriverConnection:
+        connection = await self._connect()
+        try:
+            for channel, callback in self._channels.items():
+                await connection.add_listener(channel, _deliver_to(channel, callback))
+            if self._on_connect is not None:
+                await self._on_connect(connection)
+        except BaseException:
+            connection.terminate()
+            raise
+        return connection
+
+    def _connected(self, connection: DriverConnection, attempt: int) -> None:
+        self._connection = connection
+        logger.info(
+            "notification_listener_connected",
+            attempt=attempt,
+            channels=sorted(self._channels),
+            server_pid=connection.get_server_pid(),
+        )
+
+    async def _run(self, connection: DriverConnection) -> None:
+        loop = asyncio.get_running_loop()
+        delay = FIRST_RETRY_SECONDS
+        while True:
+            connected_at = loop.time()
+            reason = await self._watch(connection)
+            self._connection = None
+            connection.terminate()
+            logger.warning("notification_listener_lost", **reason)
+            if loop.time() - connected_at >= MAX_RETRY_SECONDS:
+                # It had been up a while: a new outage. One that died young keeps the longer
+                # delay, so a server that accepts and drops at once is not hammered.
+                delay = FIRST_RETRY_SECONDS
+            attempt = 0
+            while True:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_RETRY_SECONDS)
+                attempt += 1
+                try:
+                    async with asyncio.timeout(ATTEMPT_TIMEOUT_SECONDS):
+                        connection = await self._open()
+                    break
+                except Exception as exc:
+                    logger.warning(
+                        "notification_listener_reconnect_failed",
+                        attempt=attempt,
+                        error=_describe(exc),
+                        retry_in_s=delay,
+                        # Not an outage (on_connect's own bug, say): the traceback too.
+                        exc_info=translate_database_error(exc) is None,
+                    )
+            self._connected(connection, attempt)
+
+    async def _watch(self, connection: DriverConnection) -> dict[str, Any]:
+        """Return once ``connection`` is lost, with why (for the log)."""
+        lost = asyncio.Event()
+        connection.add_termination_listener(lambda _connection: lost.set())
+        while not connection.is_closed():
+            try:
+                async with asyncio.timeout(self._keepalive_seconds):
+                    await lost.wait()
+            except TimeoutError:
+                pass
+            else:
+                break
+            try:
+                await connection.execute("SELECT 1", timeout=self._keepalive_seconds)
+            except Exception as exc:
+                return {"reason": "keepalive_failed", "error": _describe(exc)}
+        return {"reason": "connection_closed"}
+
+
+def _deliver_to(channel: str, callback: Callback) -> Callable[[Any, int, str, object], None]:
+    """asyncpg's listener for ``callback``: a callback that raises is logged, and the
+    connection (and every other callback) goes on."""
+
+    def deliver(_connection: Any, _pid: int, _channel: str, payload: object) -> None:
+        try:
+            callback(str(payload))
+        except Exception:
+            logger.exception("notification_callback_failed", channel=channel)
+
+    return deliver
+
+
+def _describe(exc: BaseException) -> str:
+    """The error's class, and for one the server sent its message (never the password)."""
+    name = type(exc).__name__
+    if isinstance(exc, asyncpg.PostgresError):
+        return f"{name}: {exc}"
+    return name
