@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,6 +16,8 @@ from app.auth.rate_limit import RateLimiter
 from app.auth.router import router as auth_router
 from app.auth.tokens import TokenCodec
 from app.db.database import Database
+from app.db.engine import connect_outside_pool
+from app.db.notifications import NotificationListener
 from app.http.allowed_hosts import AllowedHostsMiddleware
 from app.http.body_limit import BodySizeLimitMiddleware
 from app.http.cors import CREDENTIALED_PATHS, CrossOriginMiddleware
@@ -30,6 +33,7 @@ from app.observability.metrics import Metrics
 from app.observability.metrics import router as metrics_router
 from app.observability.observer import RequestObserverMiddleware
 from app.sessions.deps import SessionConfig
+from app.sessions.models import SESSION_ENDED_CHANNEL
 from app.sessions.router import router as sessions_router
 from app.settings import Settings, load_settings
 from app.tasks.router import router as tasks_router
@@ -50,11 +54,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[LifespanState]:
         database = Database.from_settings(settings)
+        listener = NotificationListener(
+            connect=functools.partial(connect_outside_pool, settings, settings.listen_database),
+            channels={SESSION_ENDED_CHANNEL: sessions.revoked.on_notification},
+            on_connect=sessions.revoked.reload,
+        )
         try:
             await database.wait_until_ready(settings.db_startup_deadline_seconds)
             logger.info("database_ready", database=database.target.display)
-            async with database.connection() as connection:
-                await sessions.revoked.reload(connection)
+            # Ended sessions reach this process through the database's notifications; the
+            # revocation list is (re)loaded each time the listener (re)connects.
+            await listener.start(settings.db_startup_deadline_seconds)
             if metrics:
                 metrics.watch_pool(database)
             # What start-up built (modules, routes, schemas, the pool) lives as long as the
@@ -68,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             gc.unfreeze()  # a process that builds another app (the tests) collects as usual
             if metrics:
                 metrics.unwatch_pool()
+            await listener.stop()
             await database.dispose()
             logger.info("database_disposed")
 
