@@ -207,6 +207,10 @@ class Settings(BaseSettings):
         # Responses are one user's data: the sites allowed to read them are named, never all.
         if "*" in value:
             raise ValueError("'*' is not allowed; list the SPA's origins explicitly")
+        # "null" is the origin of sandboxed frames and file: pages on any site: with the
+        # refresh cookie's credentials mode it would let any of them read a login.
+        if "null" in (origin.lower() for origin in value):
+            raise ValueError("'null' is not allowed; list the SPA's origins explicitly")
         return value
 
     @field_validator("allowed_hosts")

@@ -219,6 +219,17 @@ def test_cors_wildcard_is_refused(env: pytest.MonkeyPatch, origins: str) -> None
     )
 
 
+@pytest.mark.parametrize("origins", ["null", "https://app.example.com,NULL"])
+def test_cors_null_origin_is_refused(env: pytest.MonkeyPatch, origins: str) -> None:
+    """Sandboxed frames on any site send Origin: null; the login's credentials mode must not
+    answer them."""
+    message = _error(env, CORS_ORIGINS=origins)
+
+    assert message == (
+        "Invalid setting CORS_ORIGINS: 'null' is not allowed; list the SPA's origins explicitly"
+    )
+
+
 def test_cors_header_lists_are_split_on_commas(env: pytest.MonkeyPatch) -> None:
     env.setenv("CORS_ALLOW_HEADERS", "Authorization, X-Trace ,")
     env.setenv("CORS_EXPOSE_HEADERS", "ETag")

@@ -96,6 +96,9 @@ def driver_connect_arguments(
     return arguments
 
 
+OUTSIDE_POOL_SUFFIX = "-listener"
+
+
 async def connect_outside_pool(settings: Settings, target: DatabaseTarget) -> DriverConnection:
     """One asyncpg connection made as the pool makes its own, but taking no slot of it: for a
     session that lives as long as the process (LISTEN), which a pool would count and recycle.
@@ -106,14 +109,17 @@ async def connect_outside_pool(settings: Settings, target: DatabaseTarget) -> Dr
     """
     # DB_PGBOUNCER speaks of DATABASE_URL only; another target (DATABASE_LISTEN_URL) is
     # behind PgBouncer only if its own URL says so.
-    pgbouncer = target.pgbouncer or (
-        settings.db_pgbouncer and settings.database_url is not None and target == settings.database
-    )
+    shares_the_pool_target = settings.database_url is not None and target == settings.database
+    pgbouncer = target.pgbouncer or (settings.db_pgbouncer and shares_the_pool_target)
     dialect = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
     _, address = dialect.create_connect_args(target.url)  # type: ignore[no-untyped-call]
-    return await asyncpg.connect(
-        **address, **driver_connect_arguments(settings, target, pgbouncer=pgbouncer)
-    )
+    arguments = driver_connect_arguments(settings, target, pgbouncer=pgbouncer)
+    if target.application_name is None or shares_the_pool_target:
+        # Told apart from the pool's sessions in pg_stat_activity (and by the tests that count
+        # those): "<the pool's name>-listener". A DATABASE_LISTEN_URL's own name is kept.
+        base = target.application_name or "taskapi"
+        arguments["server_settings"]["application_name"] = f"{base}{OUTSIDE_POOL_SUFFIX}"
+    return await asyncpg.connect(**address, **arguments)
 
 
 def create_engine(settings: Settings, target: DatabaseTarget | None = None) -> AsyncEngine:

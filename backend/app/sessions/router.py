@@ -16,7 +16,7 @@ from app.sessions.deps import SessionConfigDep, SessionStoreDep
 from app.sessions.errors import InvalidRefreshTokenError
 from app.sessions.repository import EndReason, SessionRepository
 from app.sessions.schemas import RefreshRequest, SessionList, SessionRead
-from app.sessions.transport import read_refresh_token
+from app.sessions.transport import read_refresh_token, refuse_a_null_body
 
 router = APIRouter(prefix="/api/auth", tags=["sessions"])
 
@@ -52,6 +52,7 @@ async def refresh(
     config: SessionConfigDep,
     body: RefreshRequest | None = None,
 ) -> TokenResponse:
+    await refuse_a_null_body(request, body)
     presented = read_refresh_token(request, body, config.cookie)
     try:
         grant = await store.refresh(presented.token)
@@ -89,6 +90,7 @@ async def logout(
     database: DatabaseDep,
     body: RefreshRequest | None = None,
 ) -> Response:
+    await refuse_a_null_body(request, body)
     response = Response(status_code=status.HTTP_204_NO_CONTENT)
     if "authorization" in request.headers:
         claims = await token_claims(request)

@@ -9,6 +9,7 @@ from typing import Literal
 
 from fastapi import Request, Response
 
+from app.http.errors import ValidationFailedError
 from app.sessions.errors import CsrfRejectedError, InvalidRefreshTokenError
 from app.sessions.refresh_tokens import PresentedToken, parse
 from app.sessions.repository import SessionGrant
@@ -86,6 +87,15 @@ class RefreshCookie:
 class PresentedRefresh:
     token: PresentedToken
     via_cookie: bool
+
+
+async def refuse_a_null_body(request: Request, body: RefreshRequest | None) -> None:
+    """FastAPI reads a JSON ``null`` as no body at all; the schema offers an object or
+    nothing, and so does the route."""
+    if body is None and (await request.body()).strip():
+        raise ValidationFailedError(
+            'The body must be a JSON object with "refresh_token", or empty.'
+        )
 
 
 def read_refresh_token(

@@ -35,6 +35,7 @@ from tests.fixtures.accounts import (
     store_user,
 )
 from tests.fixtures.app import TEST_JWT_SECRET, make_settings
+from tests.fixtures.sessions import refused_within
 
 # The users and tasks a test leaves through `client` are deleted after it (see fixtures/app.py).
 pytestmark = pytest.mark.usefixtures("clean_database")
@@ -222,18 +223,18 @@ async def test_the_token_of_a_deleted_user_is_401_on_every_task_route(
     assert await count_rows(engine, "tasks") == 0
 
 
-async def test_a_deleted_users_malformed_request_is_422_first_and_changes_nothing(
+async def test_a_deleted_users_token_is_refused_at_the_door_even_with_malformed_input(
     client: httpx.AsyncClient, logged_in: Account, engine: AsyncEngine
 ) -> None:
-    """Documented order: the account's existence is proved by the task statement, so input
-    that never reaches one is refused as input (422) before the account is looked at."""
+    """Deleting the account deletes its sessions, and the database's notification revokes
+    them in every process: from then on the token is refused before its input is read."""
     async with engine.begin() as connection:
         await connection.execute(text("DELETE FROM users WHERE id = :id"), {"id": logged_in.id})
+    await refused_within(client, logged_in.token)
 
     response = await client.post(logged_in.tasks_url, json={"title": ""}, headers=logged_in.headers)
 
-    assert response.status_code == 422
-    assert response.json()["code"] == "validation_error"
+    assert_unauthorized(response, "invalid_token")
     assert await count_rows(engine, "tasks") == 0
 
 

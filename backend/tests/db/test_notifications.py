@@ -188,7 +188,8 @@ async def test_the_listener_connects_like_the_pool_without_taking_a_slot_of_it(
         assert await database.fetch_value(compile_statement(select(1))) == 1
     finally:
         await database.dispose()
-    assert seen == {"statement_timeout": "3s", "application_name": "listen-test"}
+    # The pool's name with a suffix, so pg_stat_activity tells the two apart.
+    assert seen == {"statement_timeout": "3s", "application_name": "listen-test-listener"}
 
 
 async def test_behind_pgbouncer_the_listen_url_is_connected_to_as_postgresql(

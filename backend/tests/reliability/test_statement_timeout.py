@@ -55,6 +55,8 @@ async def test_statement_over_the_timeout_gives_503_and_leaves_a_clean_connectio
         bouncer: PgBouncer = request.getfixturevalue("pgbouncer")
         service_url = via(bouncer, database_url)
         env["DB_PGBOUNCER"] = "true"
+        # LISTEN needs a session of its own: PostgreSQL directly, not the pooler.
+        env["DATABASE_LISTEN_URL"] = database_url
     server = start_server(service_url, env)
     await install_slow_trigger(database_url)
     slow_title = f"slow:10:{uuid.uuid4().hex}"

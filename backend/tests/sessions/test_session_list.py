@@ -203,3 +203,18 @@ async def test_the_session_routes_need_a_bearer_token(client: httpx.AsyncClient)
         response = await client.request(method, url)
         assert response.status_code == 401, (method, url)
         assert response.json()["code"] == "not_authenticated"
+
+
+@pytest.mark.parametrize("url", [LOGOUT_URL, REFRESH_URL])
+async def test_a_json_null_body_is_422_not_an_empty_body(
+    client: httpx.AsyncClient, stored_user: StoredUser, url: str
+) -> None:
+    signed_in = await log_in(client, stored_user)
+
+    response = await client.post(
+        url, content=b"null", headers={**signed_in.headers, "Content-Type": "application/json"}
+    )
+
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "validation_error"
+    assert (await client.get(ME_URL, headers=signed_in.headers)).status_code == 200
