@@ -102,6 +102,8 @@ class Settings(BaseSettings):
             "If-Match",
             "If-None-Match",
             "Idempotency-Key",
+            # The cookie-authenticated refresh's CSRF guard: a cross-site form cannot send it.
+            "X-Requested-With",
         ]
     )
     cors_expose_headers: Annotated[list[str], NoDecode] = Field(

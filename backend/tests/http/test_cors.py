@@ -28,6 +28,7 @@ DEFAULT_ALLOWED = {
     "if-match",
     "if-none-match",
     "idempotency-key",
+    "x-requested-with",
 }
 DEFAULT_EXPOSED = {"etag", "link", "location", "retry-after", "x-request-id", "www-authenticate"}
 
