@@ -9,7 +9,6 @@ from typing import TypedDict
 
 import structlog
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 
 from app import __version__
 from app.auth.rate_limit import RateLimiter
@@ -18,6 +17,7 @@ from app.auth.tokens import TokenCodec
 from app.db.database import Database
 from app.http.allowed_hosts import AllowedHostsMiddleware
 from app.http.body_limit import BodySizeLimitMiddleware
+from app.http.cors import CREDENTIALED_PATHS, CrossOriginMiddleware
 from app.http.docs import install_docs
 from app.http.errors import UNEXPECTED_ERROR_RESPONSE
 from app.http.handlers import register_error_handlers
@@ -104,16 +104,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     app.add_middleware(LastResortErrorMiddleware)
     if settings.cors_origins:
-        # Bearer tokens, not cookies: no credentials mode. With no origin configured (the SPA
-        # served from the API's own origin) a browser refuses cross-origin reads anyway, so
-        # no middleware to cross on every request.
+        # Credentials mode (the refresh cookie) only on the auth routes that use the cookie;
+        # bearer tokens everywhere else. With no origin configured (the SPA served from the
+        # API's own origin) a browser refuses cross-origin reads anyway, so no middleware to
+        # cross on every request.
         app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            CrossOriginMiddleware,
+            origins=settings.cors_origins,
             allow_headers=settings.cors_allow_headers,
             expose_headers=settings.cors_expose_headers,
-            max_age=600,
+            credentialed_paths=CREDENTIALED_PATHS,
         )
     if settings.allowed_hosts:
         # Inside the observer: a refused host still gets an access line and a request id.
