@@ -131,6 +131,17 @@ class TokenRequestForm(RequestBody):
         return LoginRequest(email=self.username, password=self.password, include_refresh_token=True)
 
 
+class PasswordChangeRequest(RequestBody):
+    current_password: PasswordAttempt
+    # Checked by the sign-up policy against the account's email too, once the account is
+    # loaded (AuthService.change_password): a refusal is the same 422 item signup gives.
+    new_password: Password
+
+
+class AccountDeletionRequest(RequestBody):
+    password: PasswordAttempt
+
+
 class UserRead(BaseModel):
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> UserRead:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import cast
 
-from sqlalchemy import Table, bindparam, exists, select
+from sqlalchemy import Table, bindparam, delete, exists, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from app.auth.models import User
@@ -28,3 +28,22 @@ GET_CREDENTIALS = compile_statement(
     select(*USER_COLUMNS, users.c.password_hash).where(users.c.email == bindparam("email"))
 )
 USER_EXISTS = compile_statement(select(exists().where(users.c.id == bindparam("user_id"))))
+# For the routes that ask for the password again: the caller's account and its hash.
+GET_CREDENTIALS_BY_ID = compile_statement(
+    select(*USER_COLUMNS, users.c.password_hash).where(users.c.id == bindparam("user_id"))
+)
+# The password change and the deletion act only if the hash is still the one the password was
+# verified against: a concurrent change in between leaves the account alone (no row returned).
+_VERIFIED = (
+    users.c.id == bindparam("user_id"),
+    users.c.password_hash == bindparam("verified_hash"),
+)
+CHANGE_PASSWORD = compile_statement(
+    update(users)
+    .where(*_VERIFIED)
+    .values(password_hash=bindparam("password_hash"))
+    .returning(users.c.id)
+)
+# Tasks and sessions go with the account (ON DELETE CASCADE); the sessions' trigger tells every
+# process to refuse their access tokens.
+DELETE_USER = compile_statement(delete(users).where(*_VERIFIED).returning(users.c.id))

@@ -28,6 +28,8 @@ OPERATION_IDS = {
     ("post", "/api/auth/login"): "login",
     ("post", "/api/auth/token"): "token",
     ("get", "/api/auth/me"): "me",
+    ("delete", "/api/auth/me"): "delete_account",
+    ("post", "/api/auth/password"): "change_password",
     ("get", "/health"): "liveness",
     ("get", "/health/db"): "readiness",
 }
