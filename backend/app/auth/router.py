@@ -14,8 +14,10 @@ from app.auth.deps import (
     count_signup_attempt,
     user_agent,
 )
+from app.auth.export import CONTENT_DISPOSITION, ExportResponse, export_document
 from app.auth.schemas import (
     AccountDeletionRequest,
+    AccountExport,
     LoginRequest,
     PasswordChangeRequest,
     SignupRequest,
@@ -25,6 +27,7 @@ from app.auth.schemas import (
     UserRead,
 )
 from app.auth.service import Login
+from app.db.deps import DatabaseDep
 from app.http.errors import error_responses
 from app.sessions.deps import SessionConfigDep
 
@@ -163,6 +166,29 @@ async def delete_account(
     response = Response(status_code=status.HTTP_204_NO_CONTENT)
     sessions.cookie.clear(response)
     return response
+
+
+@router.get(
+    "/me/export",
+    responses={
+        200: {
+            "model": AccountExport,
+            "description": "The document, as an attachment (tasks-export.json)",
+            "headers": {
+                "Content-Disposition": {
+                    "schema": {"type": "string", "example": CONTENT_DISPOSITION},
+                    "description": "An attachment named tasks-export.json",
+                }
+            },
+        },
+        **error_responses(401, 503),
+    },
+    description="The account and every task of it, oldest first, as one JSON document, "
+    "streamed: it is read from one consistent snapshot (`exported_at`) while it is sent, so "
+    "however many tasks there are the server never holds them all at once.",
+)
+async def export_account(user: CurrentUser, database: DatabaseDep) -> ExportResponse:
+    return ExportResponse(export_document(database, user.id))
 
 
 def token_response(login: Login, *, include_refresh_token: bool) -> TokenResponse:

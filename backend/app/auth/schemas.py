@@ -21,6 +21,7 @@ from pydantic_core import PydanticCustomError
 from app.auth.models import EMAIL_MAX_LENGTH, NAME_MAX_LENGTH
 from app.auth.passwords import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH, weakness
 from app.http.schemas import SECRET, SINGLE_LINE, RequestBody
+from app.tasks.schemas import TaskRead
 
 
 def _fold(local_part: str) -> str:
@@ -188,3 +189,12 @@ class SignupResponse(UserRead):
     token_type: Literal["bearer"] = "bearer"  # noqa: S105
     expires_in: ExpiresIn
     refresh_token: RefreshToken = None
+
+
+class AccountExport(BaseModel):
+    """The export's document (GET /api/auth/me/export), streamed (auth/export.py); documents
+    the bytes, never built as a model."""
+
+    user: UserRead
+    tasks: list[TaskRead] = Field(description="Every task of the user, oldest first")
+    exported_at: datetime = Field(description="When the snapshot the document shows was taken")

@@ -30,6 +30,7 @@ OPERATION_IDS = {
     ("get", "/api/auth/me"): "me",
     ("delete", "/api/auth/me"): "delete_account",
     ("post", "/api/auth/password"): "change_password",
+    ("get", "/api/auth/me/export"): "export_account",
     ("get", "/health"): "liveness",
     ("get", "/health/db"): "readiness",
 }
