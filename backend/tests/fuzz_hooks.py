@@ -11,19 +11,22 @@ from schemathesis.specs.openapi.checks import RejectedPositiveData
 # patterns, too short once NFKC-normalised); the schema's description names it. A schema-valid
 # password it refuses is the documented policy, not a contract failure.
 POLICY_ERROR_TYPES = {"password_common", "password_email", "password_pattern", "string_too_short"}
+# Where the policy applies: the path, and the field it refuses.
+POLICY_FIELDS = {"/api/auth/signup": "password", "/api/auth/password": "new_password"}
 
 
 @schemathesis.hook
 def filter_failure(context: Any, failure: Any, case: Any, response: Any) -> bool:
-    """Keep every failure but a sign-up refused for the password policy alone."""
+    """Keep every failure but a new password refused for the password policy alone."""
+    field = POLICY_FIELDS.get(case.operation.path)
     if not (
         isinstance(failure, RejectedPositiveData)
-        and case.operation.path == "/api/auth/signup"
+        and field is not None
         and response.status_code == 422
     ):
         return True
     errors = response.json().get("errors") or [{}]
     return not all(
-        error.get("loc") == ["body", "password"] and error.get("type") in POLICY_ERROR_TYPES
+        error.get("loc") == ["body", field] and error.get("type") in POLICY_ERROR_TYPES
         for error in errors
     )

@@ -8,12 +8,18 @@ from app.auth.deps import (
     AuthServiceDep,
     CurrentUser,
     LoginAddress,
+    TokenClaimsDep,
+    TokenSubject,
     client_address,
     count_signup_attempt,
     user_agent,
 )
+from app.auth.export import CONTENT_DISPOSITION, ExportResponse, export_document
 from app.auth.schemas import (
+    AccountDeletionRequest,
+    AccountExport,
     LoginRequest,
+    PasswordChangeRequest,
     SignupRequest,
     SignupResponse,
     TokenRequestForm,
@@ -21,6 +27,7 @@ from app.auth.schemas import (
     UserRead,
 )
 from app.auth.service import Login
+from app.db.deps import DatabaseDep
 from app.http.errors import error_responses
 from app.sessions.deps import SessionConfigDep
 
@@ -97,6 +104,91 @@ async def token(
 async def me(user: CurrentUser) -> UserRead:
     """The authenticated user."""
     return user
+
+
+# The routes that ask for the password again: 403 (not 401) when it is wrong, so a client
+# does not take it for an ended session; counted like logins.
+PASSWORD_CHECKED = error_responses(
+    401,
+    403,
+    413,
+    422,
+    429,
+    503,
+    descriptions={
+        403: "`wrong_password`: the password is incorrect",
+        429: "Too many password attempts (counted with logins); retry after Retry-After seconds",
+    },
+)
+
+
+# The bearer token is checked before the attempt is counted (parameters are solved in order),
+# so requests without one cost the address nothing.
+@router.post(
+    "/password",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=PASSWORD_CHECKED,
+    description="Change the password: `current_password` must be right, `new_password` follows "
+    "the sign-up policy (422 with the same error types, at `new_password`). Every other "
+    "session of the user ends (their access and refresh tokens stop working); the caller's "
+    "session goes on.",
+)
+async def change_password(
+    claims: TokenClaimsDep,
+    address: LoginAddress,
+    body: PasswordChangeRequest,
+    service: AuthServiceDep,
+    sessions: SessionConfigDep,
+) -> None:
+    ended = await service.change_password(claims, body, address)
+    # Refused by this process from now on; every other process hears of them from the
+    # sessions' trigger (sessions/revocations.py).
+    for session_id in ended:
+        sessions.revoked.add(session_id)
+
+
+@router.delete(
+    "/me",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=PASSWORD_CHECKED,
+    description="Delete the account, every task of it and every session, after checking the "
+    "password. Every token of the account is refused from then on, and the refresh cookie is "
+    "cleared.",
+)
+async def delete_account(
+    subject: TokenSubject,
+    address: LoginAddress,
+    body: AccountDeletionRequest,
+    service: AuthServiceDep,
+    sessions: SessionConfigDep,
+) -> Response:
+    await service.delete_account(subject, body.password, address)
+    response = Response(status_code=status.HTTP_204_NO_CONTENT)
+    sessions.cookie.clear(response)
+    return response
+
+
+@router.get(
+    "/me/export",
+    responses={
+        200: {
+            "model": AccountExport,
+            "description": "The document, as an attachment (tasks-export.json)",
+            "headers": {
+                "Content-Disposition": {
+                    "schema": {"type": "string", "example": CONTENT_DISPOSITION},
+                    "description": "An attachment named tasks-export.json",
+                }
+            },
+        },
+        **error_responses(401, 503),
+    },
+    description="The account and every task of it, oldest first, as one JSON document, "
+    "streamed: it is read from one consistent snapshot (`exported_at`) while it is sent, so "
+    "however many tasks there are the server never holds them all at once.",
+)
+async def export_account(user: CurrentUser, database: DatabaseDep) -> ExportResponse:
+    return ExportResponse(export_document(database, user.id))
 
 
 def token_response(login: Login, *, include_refresh_token: bool) -> TokenResponse:

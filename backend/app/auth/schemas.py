@@ -21,6 +21,7 @@ from pydantic_core import PydanticCustomError
 from app.auth.models import EMAIL_MAX_LENGTH, NAME_MAX_LENGTH
 from app.auth.passwords import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH, weakness
 from app.http.schemas import SECRET, SINGLE_LINE, RequestBody
+from app.tasks.schemas import TaskRead
 
 
 def _fold(local_part: str) -> str:
@@ -131,6 +132,17 @@ class TokenRequestForm(RequestBody):
         return LoginRequest(email=self.username, password=self.password, include_refresh_token=True)
 
 
+class PasswordChangeRequest(RequestBody):
+    current_password: PasswordAttempt
+    # Checked by the sign-up policy against the account's email too, once the account is
+    # loaded (AuthService.change_password): a refusal is the same 422 item signup gives.
+    new_password: Password
+
+
+class AccountDeletionRequest(RequestBody):
+    password: PasswordAttempt
+
+
 class UserRead(BaseModel):
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> UserRead:
@@ -177,3 +189,12 @@ class SignupResponse(UserRead):
     token_type: Literal["bearer"] = "bearer"  # noqa: S105
     expires_in: ExpiresIn
     refresh_token: RefreshToken = None
+
+
+class AccountExport(BaseModel):
+    """The export's document (GET /api/auth/me/export), streamed (auth/export.py); documents
+    the bytes, never built as a model."""
+
+    user: UserRead
+    tasks: list[TaskRead] = Field(description="Every task of the user, oldest first")
+    exported_at: datetime = Field(description="When the snapshot the document shows was taken")

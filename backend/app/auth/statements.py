@@ -1,15 +1,17 @@
-"""Every statement the account routes run, built from the `users` table and compiled once."""
+"""Every statement the account routes run, built from the `users` table (and, for the export,
+`tasks`) and compiled once."""
 
 from __future__ import annotations
 
 from typing import cast
 
-from sqlalchemy import Table, bindparam, exists, select
+from sqlalchemy import Table, bindparam, delete, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from app.auth.models import User
 from app.auth.schemas import UserRead
 from app.db.statements import compile_statement
+from app.tasks.statements import TASK_COLUMNS, tasks
 
 users = cast(Table, User.__table__)
 # What the API shows of an account, in UserRead's order; the password hash is never among them.
@@ -28,3 +30,33 @@ GET_CREDENTIALS = compile_statement(
     select(*USER_COLUMNS, users.c.password_hash).where(users.c.email == bindparam("email"))
 )
 USER_EXISTS = compile_statement(select(exists().where(users.c.id == bindparam("user_id"))))
+# For the routes that ask for the password again: the caller's account and its hash.
+GET_CREDENTIALS_BY_ID = compile_statement(
+    select(*USER_COLUMNS, users.c.password_hash).where(users.c.id == bindparam("user_id"))
+)
+# The password change and the deletion act only if the hash is still the one the password was
+# verified against: a concurrent change in between leaves the account alone (no row returned).
+_VERIFIED = (
+    users.c.id == bindparam("user_id"),
+    users.c.password_hash == bindparam("verified_hash"),
+)
+CHANGE_PASSWORD = compile_statement(
+    update(users)
+    .where(*_VERIFIED)
+    .values(password_hash=bindparam("password_hash"))
+    .returning(users.c.id)
+)
+# Tasks and sessions go with the account (ON DELETE CASCADE); the sessions' trigger tells every
+# process to refuse their access tokens.
+DELETE_USER = compile_statement(delete(users).where(*_VERIFIED).returning(users.c.id))
+
+# The export (auth/export.py): the account, and the snapshot's time, then every task of it in
+# the order it was created.
+EXPORT_USER = compile_statement(
+    select(*USER_COLUMNS, func.now().label("exported_at")).where(users.c.id == bindparam("user_id"))
+)
+EXPORT_TASKS = compile_statement(
+    select(*TASK_COLUMNS)
+    .where(tasks.c.user_id == bindparam("user_id"))
+    .order_by(tasks.c.created_at, tasks.c.id)
+)

@@ -20,7 +20,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 import structlog
@@ -43,6 +43,7 @@ from app.settings import Settings
 logger = structlog.get_logger("app.db")
 
 Row = asyncpg.Record
+IsolationLevel = Literal["read_committed", "repeatable_read", "serializable"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,23 +111,35 @@ class Database:
             return await connection.fetchval(statement.sql, *arguments)
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Transaction]:
+    async def transaction(
+        self, *, isolation: IsolationLevel | None = None, readonly: bool = False
+    ) -> AsyncIterator[Transaction]:
         """One transaction on one connection for several statements; committed when the block
-        ends without an exception, rolled back otherwise."""
-        async with self.connection(transaction=True) as connection:
+        ends without an exception, rolled back otherwise. ``isolation`` and ``readonly`` go on
+        its BEGIN (behind PgBouncer too, where the timeouts are set after it)."""
+        async with self.connection(
+            transaction=True, isolation=isolation, readonly=readonly
+        ) as connection:
             yield Transaction(connection)
 
     @asynccontextmanager
-    async def connection(self, *, transaction: bool = False) -> AsyncIterator[DriverConnection]:
+    async def connection(
+        self,
+        *,
+        transaction: bool = False,
+        isolation: IsolationLevel | None = None,
+        readonly: bool = False,
+    ) -> AsyncIterator[DriverConnection]:
         """A connection from the engine's pool as the asyncpg driver sees it: the hot path runs
         compiled statements on it, without SQLAlchemy's execution layer (bench/RESULTS.md).
 
         Without ``transaction`` each statement commits on its own; with it the block is one
-        transaction. It goes back to the pool when the block ends (discarded if unusable).
+        transaction (``isolation`` and ``readonly`` apply only then). It goes back to the pool
+        when the block ends (discarded if unusable).
         """
         await self._admit()
         try:
-            async with self._pooled_connection(transaction) as connection:
+            async with self._pooled_connection(transaction, isolation, readonly) as connection:
                 yield connection
         finally:
             self.admission.release()
@@ -150,7 +163,9 @@ class Database:
             raise exc.TimeoutError("no pooled connection became free in time") from None
 
     @asynccontextmanager
-    async def _pooled_connection(self, transaction: bool) -> AsyncIterator[DriverConnection]:
+    async def _pooled_connection(
+        self, transaction: bool, isolation: IsolationLevel | None, readonly: bool
+    ) -> AsyncIterator[DriverConnection]:
         try:
             pooled = await self.engine.raw_connection()
         except self.engine.dialect.loaded_dbapi.Error as error:
@@ -163,7 +178,7 @@ class Database:
             if self.pgbouncer_timeouts_sql is None and not transaction:
                 yield connection
             else:
-                async with connection.transaction():
+                async with connection.transaction(isolation=isolation, readonly=readonly):
                     if self.pgbouncer_timeouts_sql is not None:
                         await connection.execute(self.pgbouncer_timeouts_sql)
                     yield connection

@@ -129,6 +129,14 @@ END_OTHER_SESSIONS = compile_statement(
     .where(_OWNED, sessions.c.id != bindparam("session_id"), sessions.c.ended_at.is_(None))
     .values(ended_at=_now, end_reason=bindparam("reason"))
 )
+# The password change runs it in the transaction that changes the hash (auth/repository.py),
+# so both commit together; the ids let its own process refuse their access tokens at once.
+END_OTHER_SESSIONS_RETURNING_IDS = compile_statement(
+    update(sessions)
+    .where(_OWNED, sessions.c.id != bindparam("session_id"), sessions.c.ended_at.is_(None))
+    .values(ended_at=_now, end_reason=bindparam("reason"))
+    .returning(sessions.c.id)
+)
 # What every process loads at start (and after reconnecting its listener): sessions ended
 # recently enough that one of their access tokens may still be unexpired.
 RECENTLY_ENDED = compile_statement(

@@ -33,6 +33,9 @@ OPERATION_IDS = {
     ("get", "/api/auth/sessions"): "list_sessions",
     ("delete", "/api/auth/sessions"): "end_other_sessions",
     ("delete", "/api/auth/sessions/{session_id}"): "end_session",
+    ("delete", "/api/auth/me"): "delete_account",
+    ("post", "/api/auth/password"): "change_password",
+    ("get", "/api/auth/me/export"): "export_account",
     ("get", "/health"): "liveness",
     ("get", "/health/db"): "readiness",
 }
