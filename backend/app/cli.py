@@ -96,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings()
         configure_logging(settings.log_level, settings.log_format)
         settings = prepare_environment()
+        if command == "serve":
+            settings.listen_database  # noqa: B018  (refused here in one line, not in a traceback)
         if command == "migrate" or not getattr(args, "no_migrate", False):
             asyncio.run(verify_and_migrate(settings))
             logger.info("migrations_applied", database=settings.database.display)

@@ -91,6 +91,7 @@ FAIL_FAST_RUNS: dict[str, tuple[str, dict[str, str]]] = {
     "unknown-log-level": ("migrate", {"DATABASE_URL": VALID_URL, "LOG_LEVEL": "LOUD"}),
     "unreachable-migrate": ("migrate", {"DATABASE_URL": UNREACHABLE_URL}),
     "unreachable-serve": ("serve", {"DATABASE_URL": UNREACHABLE_URL}),
+    "pgbouncer-without-listen-url": ("serve", {"DATABASE_URL": f"{VALID_URL}?pgbouncer=true"}),
 }
 
 
@@ -134,6 +135,21 @@ def test_an_invalid_setting_stops_the_process_with_one_line(
     assert named in line
     assert "Traceback" not in result.output
     assert DB_PASSWORD not in result.output
+
+
+def test_serving_through_pgbouncer_without_a_listen_url_stops_before_connecting(
+    fail_fast: dict[str, Finished],
+) -> None:
+    """LISTEN cannot work through a transaction pooler: said in one line, before any
+    database is touched (VALID_URL's port 1 would fail otherwise)."""
+    result = fail_fast["pgbouncer-without-listen-url"]
+
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "error: DATABASE_LISTEN_URL must point at PostgreSQL directly when DATABASE_URL goes "
+        "through PgBouncer"
+    ]
+    assert "Traceback" not in result.output
 
 
 @pytest.mark.parametrize("run", ["unreachable-migrate", "unreachable-serve"])

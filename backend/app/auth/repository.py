@@ -19,7 +19,7 @@ from app.auth.statements import (
 )
 from app.db.database import Database, Row
 from app.sessions.repository import EndReason
-from app.sessions.statements import END_OTHER_SESSIONS_RETURNING_IDS
+from app.sessions.statements import END_OTHER_SESSIONS
 
 logger = structlog.get_logger("app.auth")
 
@@ -69,7 +69,7 @@ class UserRepository:
             if changed is None:
                 return None
             ended = await tx.fetch_all(
-                END_OTHER_SESSIONS_RETURNING_IDS,
+                END_OTHER_SESSIONS,
                 owner_id=user_id,
                 session_id=keep_session,
                 reason=EndReason.PASSWORD_CHANGED,

@@ -138,13 +138,10 @@ async def change_password(
     address: LoginAddress,
     body: PasswordChangeRequest,
     service: AuthServiceDep,
-    sessions: SessionConfigDep,
 ) -> None:
-    ended = await service.change_password(claims, body, address)
-    # Refused by this process from now on; every other process hears of them from the
-    # sessions' trigger (sessions/revocations.py).
-    for session_id in ended:
-        sessions.revoked.add(session_id)
+    # The ended sessions' tokens are refused by every process once the sessions' trigger
+    # has told them (sessions/revocations.py), within a second.
+    await service.change_password(claims, body, address)
 
 
 @router.delete(

@@ -193,7 +193,7 @@ class SessionRepository:
         )
 
     async def end_others(self, current: uuid.UUID, reason: EndReason) -> None:
-        await self._database.fetch_one(
+        await self._database.fetch_all(
             END_OTHER_SESSIONS, owner_id=self._owner_id, session_id=current, reason=reason
         )
 

@@ -124,14 +124,9 @@ END_OWN_SESSION = compile_statement(
     .values(ended_at=_now, end_reason=bindparam("reason"))
     .returning(sessions.c.id)
 )
+# Also run by the password change, in the transaction that changes the hash
+# (auth/repository.py), so both commit together.
 END_OTHER_SESSIONS = compile_statement(
-    update(sessions)
-    .where(_OWNED, sessions.c.id != bindparam("session_id"), sessions.c.ended_at.is_(None))
-    .values(ended_at=_now, end_reason=bindparam("reason"))
-)
-# The password change runs it in the transaction that changes the hash (auth/repository.py),
-# so both commit together; the ids let its own process refuse their access tokens at once.
-END_OTHER_SESSIONS_RETURNING_IDS = compile_statement(
     update(sessions)
     .where(_OWNED, sessions.c.id != bindparam("session_id"), sessions.c.ended_at.is_(None))
     .values(ended_at=_now, end_reason=bindparam("reason"))

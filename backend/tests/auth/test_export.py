@@ -460,7 +460,9 @@ async def test_behind_a_transaction_pooling_pgbouncer_it_works_the_same(
     isolation must be on its BEGIN, before them (db/database.py)."""
     database_url = await create_database(pg_cluster.url())
     server = start_server(
-        via(pgbouncer, database_url), {"DB_PGBOUNCER": "true", "WEB_CONCURRENCY": "1"}
+        via(pgbouncer, database_url),
+        # LISTEN needs PostgreSQL directly, not the pooler.
+        {"DB_PGBOUNCER": "true", "WEB_CONCURRENCY": "1", "DATABASE_LISTEN_URL": database_url},
     )
     count = BATCH_SIZE * 2 + 1
     async with http_client(server) as http:
