@@ -12,6 +12,7 @@ import structlog
 from fastapi import FastAPI
 
 from app import __version__
+from app.auth.export import ExportSlots
 from app.auth.rate_limit import RateLimiter
 from app.auth.router import router as auth_router
 from app.auth.tokens import TokenCodec
@@ -95,6 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_openapi(app)
     app.state.sessions = sessions
+    app.state.export_slots = ExportSlots(settings.export_max_concurrent)
     app.state.token_codec = TokenCodec.from_settings(settings, revoked=sessions.revoked.ids)
     app.state.rate_limiter = RateLimiter.from_settings(settings)
     register_error_handlers(app)

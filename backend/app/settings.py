@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     # other than localhost, which browsers treat as secure already.
     refresh_cookie_samesite: Literal["strict", "lax", "none"] = "strict"
     refresh_cookie_secure: bool = True
+    # Account exports running at once in one process: each holds a pooled connection for its
+    # whole download, so a few slow readers must not take the pool (429 beyond).
+    export_max_concurrent: int = Field(2, ge=1, le=100)
 
     # Abuse limits for signup and login (the `limits` notation: "N/period"; auth/rate_limit.py).
     rate_limit_auth_per_address: str = "30/minute"

@@ -64,3 +64,7 @@ class RateLimitedError(AppError):
 
     def __init__(self, retry_after_seconds: int):
         super().__init__(headers={"Retry-After": str(max(1, retry_after_seconds))})
+
+
+class ExportsBusyError(RateLimitedError):
+    message = "Too many exports are running; try again shortly"

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncGenerator
-from contextlib import aclosing
 
 import orjson
 from starlette.responses import StreamingResponse
-from starlette.types import Send
+from starlette.types import Receive, Scope, Send
 
+from app.auth.errors import ExportsBusyError
 from app.auth.repository import user_gone
 from app.auth.schemas import UserRead
 from app.auth.statements import EXPORT_TASKS, EXPORT_USER
@@ -36,20 +36,49 @@ BATCH_SIZE = 500
 CONTENT_DISPOSITION = 'attachment; filename="tasks-export.json"'
 
 
+# How soon a refused export may try again.
+EXPORTS_BUSY_RETRY_SECONDS = 5
+
+
+class ExportSlots:
+    """The exports one process runs at once (EXPORT_MAX_CONCURRENT): each holds a pooled
+    connection for as long as its reader takes, so their number is capped, not queued."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._running = 0
+
+    def take(self) -> None:
+        if self._running >= self._limit:
+            raise ExportsBusyError(EXPORTS_BUSY_RETRY_SECONDS)
+        self._running += 1
+
+    def give_back(self) -> None:
+        self._running -= 1
+
+
 class ExportResponse(StreamingResponse):
     """A StreamingResponse that closes its document when the stream ends for any reason, a
     client gone mid-download included, so the transaction and its pooled connection are given
-    back at once, not whenever the abandoned generator is collected."""
+    back at once, not whenever the abandoned generator is collected; and its export slot with
+    them."""
 
     media_type = "application/json"
 
-    def __init__(self, document: AsyncGenerator[bytes, None]) -> None:
+    def __init__(self, document: AsyncGenerator[bytes, None], slots: ExportSlots) -> None:
         super().__init__(document, headers={"Content-Disposition": CONTENT_DISPOSITION})
         self._document = document
+        self._slots = slots
 
-    async def stream_response(self, send: Send) -> None:
-        async with aclosing(self._document):
-            await super().stream_response(send)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Here rather than in stream_response, which Starlette may cancel before it starts.
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            try:
+                await self._document.aclose()
+            finally:
+                self._slots.give_back()
 
 
 async def export_document(database: Database, user_id: uuid.UUID) -> AsyncGenerator[bytes, None]:

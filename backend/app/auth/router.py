@@ -14,7 +14,7 @@ from app.auth.deps import (
     count_signup_attempt,
     user_agent,
 )
-from app.auth.export import CONTENT_DISPOSITION, ExportResponse, export_document
+from app.auth.export import CONTENT_DISPOSITION, ExportResponse, ExportSlots, export_document
 from app.auth.schemas import (
     AccountDeletionRequest,
     AccountExport,
@@ -178,14 +178,20 @@ async def delete_account(
                 }
             },
         },
-        **error_responses(401, 503),
+        **error_responses(
+            401, 429, 503, descriptions={429: "Too many exports are running in this process"}
+        ),
     },
     description="The account and every task of it, oldest first, as one JSON document, "
     "streamed: it is read from one consistent snapshot (`exported_at`) while it is sent, so "
     "however many tasks there are the server never holds them all at once.",
 )
-async def export_account(user: CurrentUser, database: DatabaseDep) -> ExportResponse:
-    return ExportResponse(export_document(database, user.id))
+async def export_account(
+    user: CurrentUser, database: DatabaseDep, request: Request
+) -> ExportResponse:
+    slots: ExportSlots = request.app.state.export_slots
+    slots.take()
+    return ExportResponse(export_document(database, user.id), slots)
 
 
 def token_response(login: Login, *, include_refresh_token: bool) -> TokenResponse:

@@ -334,6 +334,41 @@ async def test_a_client_gone_mid_export_gives_its_connection_back(
     assert open_transactions == 0
 
 
+async def test_exports_beyond_the_per_process_cap_are_429_until_one_ends(
+    app: FastAPI, client: httpx.AsyncClient, new_account: Account, engine: AsyncEngine
+) -> None:
+    """EXPORT_MAX_CONCURRENT (2 here): each export holds a pooled connection while its reader
+    reads, so a third is refused rather than queued, and the slots come back afterwards."""
+    await insert_tasks(engine, new_account.id, 10)
+    release = asyncio.Event()
+
+    async def slow_reader(chunk: bytes) -> None:
+        await release.wait()
+
+    running = [asyncio.create_task(download(app, new_account.token, slow_reader)) for _ in "ab"]
+    await asyncio.sleep(0.2)  # both have sent their first chunk and wait for their reader
+
+    refused = await client.get(EXPORT_URL, headers=new_account.headers)
+
+    assert refused.status_code == 429, refused.text
+    assert refused.json() == {
+        "detail": "Too many exports are running; try again shortly",
+        "code": "rate_limited",
+    }
+    assert refused.headers["Retry-After"] == "5"
+    release.set()
+    assert [result.status for result in await asyncio.gather(*running)] == [200, 200]
+    # A client gone mid-download gives its slot back too.
+    for _ in range(3):
+
+        async def gone(chunk: bytes) -> None:
+            raise OSError("connection reset by peer")
+
+        await download(app, new_account.token, gone)
+    again = await client.get(EXPORT_URL, headers=new_account.headers)
+    assert again.status_code == 200, again.text
+
+
 @pytest.mark.slow
 async def test_a_large_export_is_streamed_in_small_pieces(
     app: FastAPI, new_account: Account, engine: AsyncEngine, export_file: Path
