@@ -190,10 +190,10 @@ async def _seed(
 def _write_data_file(path: Path, users: list[BenchUser], codec: TokenCodec) -> None:
     # A session id of its own per user: the task routes check it against the process's
     # revoked set only, never the sessions table, so no session row is needed.
-    lines = [
-        f"{user.id} {codec.issue(user.id, uuid.uuid4()).value} {','.join(map(str, user.task_ids))}\n"
-        for user in users
-    ]
+    lines = []
+    for user in users:
+        token = codec.issue(user.id, uuid.uuid4()).value
+        lines.append(f"{user.id} {token} {','.join(map(str, user.task_ids))}\n")
     path.write_text("".join(lines))
 
 
