@@ -44,6 +44,7 @@ logger = structlog.get_logger("app.main")
 
 class LifespanState(TypedDict):
     database: Database
+    listener: NotificationListener
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -74,7 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # start-up's own garbage is not kept for the life of the process.
             gc.collect()
             gc.freeze()
-            yield {"database": database}
+            yield {"database": database, "listener": listener}
         finally:
             gc.unfreeze()  # a process that builds another app (the tests) collects as usual
             if metrics:

@@ -52,13 +52,26 @@ class AuthService:
         row = await self.users.create(
             email=request.email, password_hash=password_hash, name=request.name
         )
-        return await self.start_session(UserRead.from_row(row), client_address, user_agent)
+        return await self.start_session(
+            UserRead.from_row(row), password_hash, client_address, user_agent
+        )
 
     async def start_session(
-        self, user: UserRead, client_address: str, user_agent: str | None
+        self, user: UserRead, password_hash: str, client_address: str, user_agent: str | None
     ) -> Login:
-        session = await self.sessions.start(user.id, user_agent=user_agent, address=client_address)
-        return Login(user, self.tokens.issue(user.id, session.session_id), session)
+        """A session for ``user``, as long as the account's password hash is still the one
+        just verified (or just stored, at signup)."""
+        session = await self.sessions.start(
+            user.id,
+            verified_hash=password_hash,
+            user_agent=user_agent,
+            address=client_address,
+        )
+        if session is None:
+            logger.info("login_failed", user_id=str(user.id), reason="password changed meanwhile")
+            raise InvalidCredentialsError()
+        access = self.tokens.issue(user.id, session.session_id, not_after=session.expires_at)
+        return Login(user, access, session)
 
     async def log_in(
         self, request: LoginRequest, client_address: str, user_agent: str | None
@@ -90,7 +103,9 @@ class AuthService:
             logger.info("login_failed", **user_field, reason=reason)
             raise InvalidCredentialsError()
         self.limiter.login_succeeded(request.email, client_address)
-        return await self.start_session(UserRead.from_row(row), client_address, user_agent)
+        return await self.start_session(
+            UserRead.from_row(row), row["password_hash"], client_address, user_agent
+        )
 
     async def change_password(
         self, claims: TokenClaims, request: PasswordChangeRequest, client_address: str

@@ -68,20 +68,25 @@ class TokenCodec:
             revoked=revoked,
         )
 
-    def issue(self, subject: uuid.UUID, session_id: uuid.UUID) -> IssuedToken:
+    def issue(
+        self, subject: uuid.UUID, session_id: uuid.UUID, *, not_after: datetime | None = None
+    ) -> IssuedToken:
+        """A token for ``subject`` in ``session_id``; it expires after the lifetime, or at
+        ``not_after`` (the session's own end) if that comes first."""
         now = datetime.now(UTC)
+        expires = now + self.lifetime if not_after is None else min(now + self.lifetime, not_after)
         claims: dict[str, object] = {
             "sub": str(subject),
             "sid": str(session_id),
             "iat": now,
-            "exp": now + self.lifetime,
+            "exp": expires,
         }
         if self.issuer:
             claims["iss"] = self.issuer
         if self.audience:
             claims["aud"] = self.audience
         token = jwt.encode(claims, self.secret, algorithm=self.algorithm)
-        return IssuedToken(value=token, expires_in=max(1, round(self.lifetime.total_seconds())))
+        return IssuedToken(value=token, expires_in=max(1, round((expires - now).total_seconds())))
 
     def subject_of(self, token: str) -> uuid.UUID:
         return self.claims_of(token).subject

@@ -60,11 +60,20 @@ class NotificationListener:
         self._keepalive_seconds = keepalive_seconds
         self._connection: DriverConnection | None = None
         self._task: asyncio.Task[None] | None = None
+        self._lost_at: float | None = None  # the loop's time the connection was lost
 
     @property
     def connected(self) -> bool:
         """Listening right now (LISTEN and on_connect done, the connection not known lost)."""
         return self._connection is not None and not self._connection.is_closed()
+
+    def seconds_disconnected(self) -> float:
+        """How long the running listener has been without its connection (0 while listening):
+        for the readiness probe, since whatever is notified meanwhile reaches this process only
+        once it reconnects."""
+        if self._lost_at is None:
+            return 0.0
+        return asyncio.get_running_loop().time() - self._lost_at
 
     async def start(self, deadline_seconds: float) -> None:
         """Connect, LISTEN and run on_connect, retrying with backoff for up to
@@ -130,6 +139,7 @@ class NotificationListener:
 
     def _connected(self, connection: DriverConnection, attempt: int) -> None:
         self._connection = connection
+        self._lost_at = None
         logger.info(
             "notification_listener_connected",
             attempt=attempt,
@@ -144,6 +154,7 @@ class NotificationListener:
             connected_at = loop.time()
             reason = await self._watch(connection)
             self._connection = None
+            self._lost_at = loop.time()
             connection.terminate()
             logger.warning("notification_listener_lost", **reason)
             if loop.time() - connected_at >= MAX_RETRY_SECONDS:

@@ -7,7 +7,7 @@ from enum import StrEnum
 from typing import Literal
 
 import structlog
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
@@ -15,6 +15,7 @@ from app import __version__
 from app.db.database import Database
 from app.db.deps import DatabaseDep
 from app.db.errors import RETRY_AFTER_SECONDS, DatabaseUnavailableError
+from app.db.notifications import NotificationListener
 from app.http.errors import ERROR_HEADERS, ErrorCode
 
 router = APIRouter(tags=["health"])
@@ -23,6 +24,10 @@ logger = structlog.get_logger("app.health")
 # A probe must answer within 2 s even when the database host black-holes packets.
 LIVENESS_DB_TIMEOUT_SECONDS = 1.0
 READINESS_TIMEOUT_SECONDS = 1.5
+# A process whose notification listener has been down this long is not ready: it would accept
+# the tokens of sessions ended elsewhere meanwhile (README "Sessions end everywhere"). Short
+# outages, which the listener rides out by reconnecting, do not take it out of rotation.
+LISTENER_DOWN_NOT_READY_SECONDS = 10.0
 
 
 class DatabaseConnection(StrEnum):
@@ -99,23 +104,32 @@ async def liveness(database: DatabaseDep) -> Liveness:
     responses={
         503: {
             "model": NotReady,
-            "description": "The database did not answer",
+            "description": "The database did not answer, or this process has not been listening "
+            "for ended sessions for 10 s",
             "headers": ERROR_HEADERS[503],
         }
     },
 )
-async def readiness(database: DatabaseDep) -> Readiness | JSONResponse:
-    """Ready to serve: a query round-trips to the database within the probe's budget."""
+async def readiness(database: DatabaseDep, request: Request) -> Readiness | JSONResponse:
+    """Ready to serve: a query round-trips to the database within the probe's budget, and
+    the process has not been without its notification listener for long."""
     database_name = database.target.database
     latency = await _round_trip(database, READINESS_TIMEOUT_SECONDS)
     if latency is None:
-        body = NotReady(
-            status="unavailable",
-            database=database_name,
-            detail="The database did not answer",
-            code=DatabaseUnavailableError.code,
-        )
-        return JSONResponse(
-            body.model_dump(), status_code=503, headers={"Retry-After": RETRY_AFTER_SECONDS}
-        )
+        return _not_ready(database_name, "The database did not answer")
+    listener: NotificationListener = request.state.listener
+    if listener.seconds_disconnected() > LISTENER_DOWN_NOT_READY_SECONDS:
+        return _not_ready(database_name, "Not listening for ended sessions")
     return Readiness(status="ok", database=database_name, latency_ms=round(latency, 2))
+
+
+def _not_ready(database_name: str, detail: str) -> JSONResponse:
+    body = NotReady(
+        status="unavailable",
+        database=database_name,
+        detail=detail,
+        code=DatabaseUnavailableError.code,
+    )
+    return JSONResponse(
+        body.model_dump(), status_code=503, headers={"Retry-After": RETRY_AFTER_SECONDS}
+    )

@@ -79,9 +79,16 @@ class SessionStore:
         self._key = key
 
     async def start(
-        self, user_id: uuid.UUID, *, user_agent: str | None, address: str | None
-    ) -> SessionGrant:
-        """A new session, and in the same transaction the user's sessions that are over."""
+        self,
+        user_id: uuid.UUID,
+        *,
+        verified_hash: str,
+        user_agent: str | None,
+        address: str | None,
+    ) -> SessionGrant | None:
+        """A new session, and in the same transaction the user's sessions that are over; None
+        if the account's password hash is no longer ``verified_hash`` (changed, or the account
+        deleted, while the login verified the password)."""
         salt = new_salt()
         async with self._database.transaction() as tx:
             await tx.execute(
@@ -93,12 +100,14 @@ class SessionStore:
             row = await tx.fetch_one(
                 START_SESSION,
                 user_id=user_id,
+                verified_hash=verified_hash,
                 lifetime=self._policy.lifetime,
                 refresh_salt=salt,
                 user_agent=user_agent[:USER_AGENT_MAX_LENGTH] if user_agent else None,
                 address=truncated_address(address),
             )
-        assert row is not None  # INSERT ... RETURNING: one row
+        if row is None:
+            return None
         token = self._key.token(row["id"], 0, salt)
         return SessionGrant(row["id"], None, token, row["expires_at"])
 
@@ -176,11 +185,10 @@ class SessionRepository:
             END_OWN_SESSION,
             owner_id=self._owner_id,
             session_id=session_id,
-            idle=self._policy.idle,
             reason=reason,
         )
         if ended is None:
-            raise SessionNotFoundError()  # missing, another user's, or already over: one answer
+            raise SessionNotFoundError()  # missing, another user's, or already ended: one answer
 
     async def end_quietly(self, session_id: uuid.UUID, reason: EndReason) -> None:
         """End it if it is still usable; one that already ended is not an error (logout)."""
@@ -188,7 +196,6 @@ class SessionRepository:
             END_OWN_SESSION,
             owner_id=self._owner_id,
             session_id=session_id,
-            idle=self._policy.idle,
             reason=reason,
         )
 

@@ -21,6 +21,11 @@ from app.sessions.statements import RECENTLY_ENDED
 
 logger = structlog.get_logger("app.sessions")
 
+# Kept this much longer than a token lifetime: for clock skew between hosts, and for a token a
+# refresh issued while the statement ending its session waited for the row's lock (the end's
+# `now()` is its transaction's start).
+KEEP_MARGIN_SECONDS = 60.0
+
 
 class RevokedSessions:
     def __init__(self, token_lifetime: timedelta) -> None:
@@ -40,7 +45,7 @@ class RevokedSessions:
     def add(self, session_id: uuid.UUID, ended_at: float | None = None) -> None:
         now = time.time()
         ended = now if ended_at is None else ended_at
-        self.ids[session_id] = ended + self._token_lifetime.total_seconds()
+        self.ids[session_id] = ended + self._token_lifetime.total_seconds() + KEEP_MARGIN_SECONDS
         if now >= self._next_prune:
             self._prune(now)
 

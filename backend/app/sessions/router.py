@@ -16,7 +16,7 @@ from app.sessions.deps import SessionConfigDep, SessionStoreDep
 from app.sessions.errors import InvalidRefreshTokenError
 from app.sessions.repository import EndReason, SessionRepository
 from app.sessions.schemas import RefreshRequest, SessionList, SessionRead
-from app.sessions.transport import read_refresh_token, refuse_a_null_body
+from app.sessions.transport import REFRESH_COOKIE, read_refresh_token, refuse_a_null_body
 
 router = APIRouter(prefix="/api/auth", tags=["sessions"])
 
@@ -63,7 +63,7 @@ async def refresh(
     assert grant.user is not None  # a refresh reads the account with the session
     user = UserRead.from_row(grant.user)
     codec = await get_token_codec(request)
-    access = codec.issue(user.id, grant.session_id)
+    access = codec.issue(user.id, grant.session_id, not_after=grant.expires_at)
     if presented.via_cookie:
         config.cookie.set(response, grant)
     return TokenResponse(
@@ -91,19 +91,30 @@ async def logout(
     body: RefreshRequest | None = None,
 ) -> Response:
     await refuse_a_null_body(request, body)
-    response = Response(status_code=status.HTTP_204_NO_CONTENT)
+    has_refresh_token = body is not None or REFRESH_COOKIE in request.cookies
+    claims = None
     if "authorization" in request.headers:
-        claims = await token_claims(request)
+        try:
+            claims = await token_claims(request)
+        except AuthenticationError:
+            # An expired (or ended) access token: the refresh token, if any, still says which
+            # session to end.
+            if not has_refresh_token:
+                raise
+    if claims is not None:
         repository = SessionRepository(database, claims.subject, config.policy)
         await repository.end_quietly(claims.session_id, EndReason.LOGOUT)
-    else:
+    elif has_refresh_token:
+        presented = read_refresh_token(request, body, config.cookie)
         try:
-            presented = read_refresh_token(request, body, config.cookie)
-        except InvalidRefreshTokenError:
-            if body is None and not request.cookies:
-                raise AuthenticationError() from None
+            await store.end_by_token(presented.token, EndReason.LOGOUT)
+        except InvalidRefreshTokenError as error:
+            if presented.via_cookie:
+                error.headers.update(config.cookie.clearing_headers())
             raise
-        await store.end_by_token(presented.token, EndReason.LOGOUT)
+    else:
+        raise AuthenticationError()
+    response = Response(status_code=status.HTTP_204_NO_CONTENT)
     config.cookie.clear(response)
     return response
 

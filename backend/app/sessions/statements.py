@@ -12,6 +12,8 @@ from typing import cast
 
 from sqlalchemy import (
     Interval,
+    LargeBinary,
+    String,
     Table,
     and_,
     bindparam,
@@ -48,14 +50,22 @@ _OWNED = sessions.c.user_id == bindparam("owner_id")
 # What the session list shows, in SessionRead's order (`current` is the caller's, not a column).
 SESSION_COLUMNS = tuple(sessions.c[name] for name in SessionRead.model_fields if name != "current")
 
+# Only while the account still has the password hash the login verified: a password change or
+# an account deletion that commits during the login's argon2 leaves no session behind it.
 START_SESSION = compile_statement(
     insert(sessions)
-    .values(
-        user_id=bindparam("user_id"),
-        expires_at=_now + _interval("lifetime"),
-        refresh_salt=bindparam("refresh_salt"),
-        user_agent=bindparam("user_agent"),
-        address=bindparam("address"),
+    .from_select(
+        ["user_id", "expires_at", "refresh_salt", "user_agent", "address"],
+        select(
+            users.c.id,
+            _now + _interval("lifetime"),
+            bindparam("refresh_salt", type_=LargeBinary),
+            bindparam("user_agent", type_=String),
+            bindparam("address", type_=String),
+        ).where(
+            users.c.id == bindparam("user_id"),
+            users.c.password_hash == bindparam("verified_hash"),
+        ),
     )
     .returning(sessions.c.id, sessions.c.expires_at)
 )
@@ -118,9 +128,11 @@ LIST_SESSIONS = compile_statement(
     .where(_OWNED, _ACTIVE)
     .order_by(sessions.c.last_used_at.desc(), sessions.c.id)
 )
+# Any session not yet ended, an expired one too: an access token issued just before the end
+# may still be alive, and ending the session is what revokes it.
 END_OWN_SESSION = compile_statement(
     update(sessions)
-    .where(_OWNED, sessions.c.id == bindparam("session_id"), _ACTIVE)
+    .where(_OWNED, sessions.c.id == bindparam("session_id"), sessions.c.ended_at.is_(None))
     .values(ended_at=_now, end_reason=bindparam("reason"))
     .returning(sessions.c.id)
 )

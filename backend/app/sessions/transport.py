@@ -78,8 +78,14 @@ class RefreshCookie:
             if request.headers.get("sec-fetch-site") == "cross-site":
                 raise CsrfRejectedError()
             return
-        own = f"{request.url.scheme}://{request.headers.get('host', '')}"
-        if origin != own and origin not in self.allowed_origins:
+        if origin in self.allowed_origins:
+            return
+        # The browser's own word (a page cannot set Sec-Fetch-* headers), and the only one that
+        # holds behind a proxy that rewrites Host or the scheme; else Origin against this
+        # request's own scheme and Host.
+        if request.headers.get("sec-fetch-site") == "same-origin":
+            return
+        if origin != f"{request.url.scheme}://{request.headers.get('host', '')}":
             raise CsrfRejectedError()
 
 
