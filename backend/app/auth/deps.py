@@ -15,6 +15,7 @@ from app.auth.errors import (
     InvalidTokenError,
     RateLimitedError,
 )
+from app.auth.export import ExportSlots
 from app.auth.rate_limit import RateLimiter
 from app.auth.repository import UserRepository, user_gone
 from app.auth.schemas import UserRead
@@ -45,6 +46,14 @@ async def get_rate_limiter(request: Request) -> RateLimiter:
 
 
 RateLimiterDep = Annotated[RateLimiter, Depends(get_rate_limiter)]
+
+
+async def get_export_slots(request: Request) -> ExportSlots:
+    slots: ExportSlots = request.app.state.export_slots
+    return slots
+
+
+ExportSlotsDep = Annotated[ExportSlots, Depends(get_export_slots)]
 
 
 async def get_user_repository(database: DatabaseDep) -> UserRepository:

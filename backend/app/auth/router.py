@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends, Form, Request, Response, status
 from app.auth.deps import (
     AuthServiceDep,
     CurrentUser,
+    ExportSlotsDep,
     LoginAddress,
     TokenClaimsDep,
     TokenSubject,
@@ -14,7 +15,7 @@ from app.auth.deps import (
     count_signup_attempt,
     user_agent,
 )
-from app.auth.export import CONTENT_DISPOSITION, ExportResponse, ExportSlots, export_document
+from app.auth.export import CONTENT_DISPOSITION, ExportResponse, export_document
 from app.auth.schemas import (
     AccountDeletionRequest,
     AccountExport,
@@ -187,9 +188,8 @@ async def delete_account(
     "however many tasks there are the server never holds them all at once.",
 )
 async def export_account(
-    user: CurrentUser, database: DatabaseDep, request: Request
+    user: CurrentUser, database: DatabaseDep, slots: ExportSlotsDep
 ) -> ExportResponse:
-    slots: ExportSlots = request.app.state.export_slots
     slots.take()
     return ExportResponse(export_document(database, user.id), slots)
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
 import structlog
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
@@ -98,6 +98,12 @@ async def liveness(database: DatabaseDep) -> Liveness:
     )
 
 
+async def get_listener(request: Request) -> NotificationListener:
+    """The lifespan's notification listener (main.py)."""
+    listener: NotificationListener = request.state.listener
+    return listener
+
+
 @router.get(
     "/health/db",
     response_model=Readiness,
@@ -110,14 +116,15 @@ async def liveness(database: DatabaseDep) -> Liveness:
         }
     },
 )
-async def readiness(database: DatabaseDep, request: Request) -> Readiness | JSONResponse:
+async def readiness(
+    database: DatabaseDep, listener: Annotated[NotificationListener, Depends(get_listener)]
+) -> Readiness | JSONResponse:
     """Ready to serve: a query round-trips to the database within the probe's budget, and
     the process has not been without its notification listener for long."""
     database_name = database.target.database
     latency = await _round_trip(database, READINESS_TIMEOUT_SECONDS)
     if latency is None:
         return _not_ready(database_name, "The database did not answer")
-    listener: NotificationListener = request.state.listener
     if listener.seconds_disconnected() > LISTENER_DOWN_NOT_READY_SECONDS:
         return _not_ready(database_name, "Not listening for ended sessions")
     return Readiness(status="ok", database=database_name, latency_ms=round(latency, 2))
