@@ -35,7 +35,8 @@ from app.db.engine import (
     local_timeouts_sql,
     statement_timeout_ms,
 )
-from app.db.errors import DatabaseStartupError, translate_database_error
+from app.db.errors import DatabaseStartupError
+from app.db.startup import retry_until_deadline
 from app.db.statements import Statement
 from app.db.url import DatabaseTarget
 from app.settings import Settings
@@ -215,33 +216,26 @@ class Database:
     async def wait_until_ready(self, deadline_seconds: float) -> None:
         """Retry ``SELECT 1`` with capped exponential backoff until it answers or time is up,
         so `docker compose up` may start the API before PostgreSQL accepts connections."""
-        loop = asyncio.get_running_loop()
-        give_up_at = loop.time() + deadline_seconds
-        delay = 0.25
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                async with asyncio.timeout(max(0.5, give_up_at - loop.time())):
-                    await self.ping()
-                return
-            except Exception as exc:
-                where = f"{self.target.host_label}, database '{self.target.database}'"
-                cause = _describe_cause(exc)
-                if translate_database_error(exc) is None:
-                    # Bad password, missing database...: retrying will not help.
-                    raise DatabaseStartupError(
-                        f"Database at {where} rejected the connection: {cause}"
-                    ) from None
-                remaining = give_up_at - loop.time()
-                if remaining <= 0:
-                    raise DatabaseStartupError(
-                        f"Database unreachable at {where} after {deadline_seconds:g}s "
-                        f"({attempt} attempts): {cause}"
-                    ) from None
-                logger.warning("database_not_ready", attempt=attempt, retry_in_s=delay)
-                await asyncio.sleep(min(delay, remaining))
-                delay = min(delay * 2, 5.0)
+        where = f"{self.target.host_label}, database '{self.target.database}'"
+
+        def refused(exc: Exception) -> DatabaseStartupError:
+            return DatabaseStartupError(
+                f"Database at {where} rejected the connection: {_describe_cause(exc)}"
+            )
+
+        def unreachable(exc: Exception, attempts: int) -> DatabaseStartupError:
+            return DatabaseStartupError(
+                f"Database unreachable at {where} after {deadline_seconds:g}s "
+                f"({attempts} attempts): {_describe_cause(exc)}"
+            )
+
+        await retry_until_deadline(
+            self.ping,
+            deadline_seconds,
+            not_ready_event="database_not_ready",
+            refused=refused,
+            unreachable=unreachable,
+        )
 
     async def dispose(self) -> None:
         await self.engine.dispose()

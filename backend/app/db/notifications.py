@@ -18,6 +18,7 @@ import structlog
 
 from app.db.engine import DriverConnection
 from app.db.errors import DatabaseStartupError, translate_database_error
+from app.db.startup import FIRST_RETRY_SECONDS, MAX_RETRY_SECONDS, retry_until_deadline
 
 logger = structlog.get_logger("app.db")
 
@@ -25,8 +26,6 @@ Connect = Callable[[], Awaitable[DriverConnection]]
 OnConnect = Callable[[DriverConnection], Awaitable[None]]
 Callback = Callable[[str], None]
 
-FIRST_RETRY_SECONDS = 0.25
-MAX_RETRY_SECONDS = 5.0
 # A background reconnect (connect, LISTEN, on_connect) that hangs must not stop the retries.
 ATTEMPT_TIMEOUT_SECONDS = 30.0
 CLOSE_TIMEOUT_SECONDS = 2.0
@@ -85,32 +84,20 @@ class NotificationListener:
         """
         if self._task is not None:
             raise RuntimeError("the listener is already running")
-        loop = asyncio.get_running_loop()
-        give_up_at = loop.time() + deadline_seconds
-        delay = FIRST_RETRY_SECONDS
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                async with asyncio.timeout(max(0.5, give_up_at - loop.time())):
-                    connection = await self._open()
-                break
-            except Exception as exc:
-                cause = _describe(exc)
-                if translate_database_error(exc) is None:
-                    raise DatabaseStartupError(
-                        f"Listening for notifications failed: {cause}"
-                    ) from exc
-                remaining = give_up_at - loop.time()
-                if remaining <= 0:
-                    raise DatabaseStartupError(
-                        f"Could not listen for notifications within {deadline_seconds:g}s "
-                        f"({attempt} attempts): {cause}"
-                    ) from None
-                logger.warning("notification_listener_not_ready", attempt=attempt, retry_in_s=delay)
-                await asyncio.sleep(min(delay, remaining))
-                delay = min(delay * 2, MAX_RETRY_SECONDS)
-        self._connected(connection, attempt)
+        connection, attempts = await retry_until_deadline(
+            self._open,
+            deadline_seconds,
+            not_ready_event="notification_listener_not_ready",
+            refused=lambda exc: DatabaseStartupError(
+                f"Listening for notifications failed: {_describe(exc)}"
+            ),
+            unreachable=lambda exc, attempts: DatabaseStartupError(
+                f"Could not listen for notifications within {deadline_seconds:g}s "
+                f"({attempts} attempts): {_describe(exc)}"
+            ),
+            keep_refusal_cause=True,
+        )
+        self._connected(connection, attempts)
         self._task = asyncio.create_task(self._run(connection), name="notification-listener")
 
     async def stop(self) -> None:
