@@ -109,8 +109,8 @@ class AuthService:
 
     async def change_password(
         self, claims: TokenClaims, request: PasswordChangeRequest, client_address: str
-    ) -> list[uuid.UUID]:
-        """Replace the password and end every session but the caller's; the sessions ended."""
+    ) -> None:
+        """Replace the password and end every session but the caller's."""
         row = await self._account(claims.subject)
         # The sign-up policy, with the account's email; before the current password is
         # checked, so a refused choice costs no attempt against the limits.
@@ -128,7 +128,6 @@ class AuthService:
         if ended is None:
             await self._changed_meanwhile(claims.subject, "change_password")
         logger.info("password_changed", user_id=str(claims.subject), sessions_ended=len(ended))
-        return ended
 
     async def delete_account(self, user_id: uuid.UUID, password: str, client_address: str) -> None:
         """Delete the account, its tasks and its sessions."""

@@ -180,24 +180,20 @@ class SessionRepository:
             LIST_SESSIONS, owner_id=self._owner_id, idle=self._policy.idle
         )
 
-    async def end(self, session_id: uuid.UUID, reason: EndReason) -> None:
+    async def end(
+        self, session_id: uuid.UUID, reason: EndReason, *, missing_ok: bool = False
+    ) -> None:
+        """End one of the user's sessions. One that is missing, another user's or already
+        ended is SessionNotFoundError (one answer for all three), or nothing with
+        ``missing_ok`` (logout: ending an ended session is not an error)."""
         ended = await self._database.fetch_value(
             END_OWN_SESSION,
             owner_id=self._owner_id,
             session_id=session_id,
             reason=reason,
         )
-        if ended is None:
-            raise SessionNotFoundError()  # missing, another user's, or already ended: one answer
-
-    async def end_quietly(self, session_id: uuid.UUID, reason: EndReason) -> None:
-        """End it if it is still usable; one that already ended is not an error (logout)."""
-        await self._database.fetch_value(
-            END_OWN_SESSION,
-            owner_id=self._owner_id,
-            session_id=session_id,
-            reason=reason,
-        )
+        if ended is None and not missing_ok:
+            raise SessionNotFoundError()
 
     async def end_others(self, current: uuid.UUID, reason: EndReason) -> None:
         await self._database.fetch_all(

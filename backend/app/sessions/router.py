@@ -13,7 +13,6 @@ from app.auth.schemas import TokenResponse, UserRead
 from app.db.deps import DatabaseDep
 from app.http.errors import error_responses
 from app.sessions.deps import SessionConfigDep, SessionStoreDep
-from app.sessions.errors import InvalidRefreshTokenError
 from app.sessions.repository import EndReason, SessionRepository
 from app.sessions.schemas import RefreshRequest, SessionList, SessionRead
 from app.sessions.transport import REFRESH_COOKIE, read_refresh_token, refuse_a_null_body
@@ -54,12 +53,8 @@ async def refresh(
 ) -> TokenResponse:
     await refuse_a_null_body(request, body)
     presented = read_refresh_token(request, body, config.cookie)
-    try:
+    with presented.clearing_the_cookie_if_refused(config.cookie):
         grant = await store.refresh(presented.token)
-    except InvalidRefreshTokenError as error:
-        if presented.via_cookie:
-            error.headers.update(config.cookie.clearing_headers())
-        raise
     assert grant.user is not None  # a refresh reads the account with the session
     user = UserRead.from_row(grant.user)
     codec = await get_token_codec(request)
@@ -103,15 +98,11 @@ async def logout(
                 raise
     if claims is not None:
         repository = SessionRepository(database, claims.subject, config.policy)
-        await repository.end_quietly(claims.session_id, EndReason.LOGOUT)
+        await repository.end(claims.session_id, EndReason.LOGOUT, missing_ok=True)
     elif has_refresh_token:
         presented = read_refresh_token(request, body, config.cookie)
-        try:
+        with presented.clearing_the_cookie_if_refused(config.cookie):
             await store.end_by_token(presented.token, EndReason.LOGOUT)
-        except InvalidRefreshTokenError as error:
-            if presented.via_cookie:
-                error.headers.update(config.cookie.clearing_headers())
-            raise
     else:
         raise AuthenticationError()
     response = Response(status_code=status.HTTP_204_NO_CONTENT)

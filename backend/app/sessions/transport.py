@@ -3,6 +3,8 @@ requests), or the JSON body for every other client."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -33,9 +35,7 @@ class RefreshCookie:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RefreshCookie:
-        samesite = {"strict": "Strict", "lax": "Lax", "none": "None"}[
-            settings.refresh_cookie_samesite
-        ]
+        samesite = settings.refresh_cookie_samesite.capitalize()
         return cls(samesite, settings.refresh_cookie_secure, frozenset(settings.cors_origins))  # type: ignore[arg-type]
 
     def set(self, response: Response, grant: SessionGrant) -> None:
@@ -93,6 +93,17 @@ class RefreshCookie:
 class PresentedRefresh:
     token: PresentedToken
     via_cookie: bool
+
+    @contextmanager
+    def clearing_the_cookie_if_refused(self, cookie: RefreshCookie) -> Iterator[None]:
+        """A cookie whose token was refused is cleared with the 401, so the browser stops
+        sending it."""
+        try:
+            yield
+        except InvalidRefreshTokenError as error:
+            if self.via_cookie:
+                error.headers.update(cookie.clearing_headers())
+            raise
 
 
 async def refuse_a_null_body(request: Request, body: RefreshRequest | None) -> None:

@@ -144,7 +144,8 @@ async def test_a_user_never_sees_or_ends_another_user_s_session(
     ended = await client.delete(f"{SESSIONS_URL}/{their_row['id']}", headers=mine.headers)
     ended_all = await client.delete(SESSIONS_URL, headers=mine.headers)
 
-    assert [session["id"] for session in listed.json()] != [str(their_row["id"])]
+    (my_row,) = await session_rows(engine, stored_user.id)
+    assert [session["id"] for session in listed.json()] == [str(my_row["id"])]
     assert len(listed.json()) == 1
     assert ended.status_code == 404
     assert ended.json() == {"detail": "Session not found", "code": "session_not_found"}
