@@ -97,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_openapi(app)
     app.state.sessions = sessions
+    app.state.require_if_match = settings.require_if_match
     app.state.export_slots = ExportSlots(settings.export_max_concurrent)
     app.state.token_codec = TokenCodec.from_settings(settings, revoked=sessions.revoked.ids)
     app.state.rate_limiter = RateLimiter.from_settings(settings)

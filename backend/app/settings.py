@@ -87,6 +87,13 @@ class Settings(BaseSettings):
     # whole download, so a few slow readers must not take the pool (429 beyond).
     export_max_concurrent: int = Field(2, ge=1, le=100)
 
+    # Safe writes (README "Retries and concurrent edits"): whether a write to an existing task
+    # must name the version it changes (428 without If-Match), and how long an Idempotency-Key
+    # and its stored response are kept, purged every purge interval by one replica at a time.
+    require_if_match: bool = False
+    idempotency_key_retention_hours: float = Field(24, gt=0, le=24 * 365)
+    idempotency_purge_interval_seconds: float = Field(60, gt=0, le=86400)
+
     # Abuse limits for signup and login (the `limits` notation: "N/period"; auth/rate_limit.py).
     rate_limit_auth_per_address: str = "30/minute"
     rate_limit_login_failures_per_account_and_address: str = "5/15 minutes"

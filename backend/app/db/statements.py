@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any, cast
 
-from sqlalchemy import Boolean
+from sqlalchemy import ARRAY, Boolean
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -87,6 +87,10 @@ def render_constant(statement: ClauseElement) -> str:
 def _needs_processing(type_: TypeEngine[Any]) -> bool:
     if isinstance(type_, _PROCESSING_NOT_NEEDED):
         return False
+    if isinstance(type_, ARRAY):
+        # Its processor only applies its items' processor (and makes a list, which asyncpg
+        # does not need): an array of plain items crosses as it is.
+        return _needs_processing(type_.item_type)
     implementation = type_.dialect_impl(_DIALECT)
     try:
         result_processor = implementation.result_processor(_DIALECT, None)

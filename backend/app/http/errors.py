@@ -43,6 +43,11 @@ class ErrorCode(StrEnum):
     EMAIL_TAKEN = "email_taken"
     RATE_LIMITED = "rate_limited"
     TASK_NOT_FOUND = "task_not_found"
+    TASK_EXISTS = "task_exists"
+    VERSION_CONFLICT = "version_conflict"
+    PRECONDITION_REQUIRED = "precondition_required"
+    IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
+    IDEMPOTENCY_KEY_IN_USE = "idempotency_key_in_use"
     INVALID_CURSOR = "invalid_cursor"
     DATABASE_UNAVAILABLE = "database_unavailable"
     DATABASE_TIMEOUT = "database_timeout"
@@ -53,9 +58,17 @@ class AppError(Exception):
     code: ClassVar[ErrorCode] = ErrorCode.INTERNAL_ERROR
     message: ClassVar[str] = "Internal server error"
 
-    def __init__(self, message: str | None = None, *, headers: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ):
         self.detail = message or self.message
         self.headers = dict(headers or {})
+        # Members of the body besides detail and code (a 412's current resource).
+        self.extra = dict(extra or {})
         super().__init__(self.detail)
 
 
@@ -70,6 +83,15 @@ class MethodNotAllowedError(AppError):
 
 class ConflictError(AppError):
     status_code, code, message = 409, ErrorCode.CONFLICT, "Conflict"
+
+
+class PreconditionFailedError(AppError):
+    status_code, code, message = 412, ErrorCode.VERSION_CONFLICT, "Precondition failed"
+
+
+class PreconditionRequiredError(AppError):
+    status_code, code = 428, ErrorCode.PRECONDITION_REQUIRED
+    message = "This write needs an If-Match header with the version it changes."
 
 
 class ValidationFailedError(AppError):
@@ -136,8 +158,10 @@ ERROR_DESCRIPTIONS = {
     403: "The path's user_id is not the authenticated user",
     404: "Not found (or not yours)",
     409: "Conflicts with existing data",
+    412: "If-Match names a version that is not the current one",
     413: "Request body too large",
     422: "Invalid input",
+    428: "If-Match is required (REQUIRE_IF_MATCH) and was not sent",
     429: "Too many attempts; retry after Retry-After seconds",
     503: "Database unavailable or too slow; retry after Retry-After seconds",
 }

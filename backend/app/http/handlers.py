@@ -29,7 +29,7 @@ logger = structlog.get_logger("app.errors")
 
 
 def error_response(error: AppError) -> JSONResponse:
-    body: dict[str, Any] = {"detail": error.detail, "code": error.code}
+    body: dict[str, Any] = {"detail": error.detail, "code": error.code, **error.extra}
     if isinstance(error, ValidationFailedError):
         # Every 422 has the same shape, whichever layer refused the input.
         body["errors"] = [{"loc": list(error.location), "msg": error.detail, "type": error.code}]

@@ -9,8 +9,10 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Index,
+    Integer,
     String,
     false,
+    text,
 )
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
@@ -46,3 +48,5 @@ class Task(UUIDPrimaryKey, Timestamps, Base):
     description: Mapped[str | None] = mapped_column(String(DESCRIPTION_MAX_LENGTH), nullable=True)
     completed: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=false())
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # 1 on create, +1 on every change (the tasks_bump_version trigger); the task's ETag.
+    version: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("1"))

@@ -5,7 +5,9 @@ repository's owner, always: no method takes another owner's id or a statement fr
 a route cannot reach someone else's rows by forgetting a check.
 
 Each method is one statement, so one transaction, committed before it returns; writes are single
-statements (UPDATE ... RETURNING), so concurrent writers never lose an update.
+statements (UPDATE ... RETURNING), so concurrent writers never lose an update. A write sent with
+an Idempotency-Key stores the key in that same statement (idempotency/statements.py), and a
+write with an If-Match carries its version condition in its WHERE clause.
 
 When a statement finds nothing, the repository asks whether the owner still exists before
 answering "not found": a deleted user's token gets 401, as it would have from a check at the
@@ -16,14 +18,18 @@ owner ON DELETE CASCADE) and costs no second round trip.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, overload
 
 import asyncpg
 
 from app.auth.repository import UserRepository, user_gone
 from app.db.database import Database, Row
 from app.db.statements import Statement
-from app.tasks.errors import TaskNotFoundError
+from app.http.conditional import Precondition
+from app.idempotency.keys import IdempotentRequest
+from app.idempotency.replay import StoredResponse, run_keyed
+from app.tasks.errors import TaskExistsError, TaskNotFoundError, TaskVersionConflictError
 from app.tasks.pagination import Cursor
 from app.tasks.statements import (
     CREATE_TASK,
@@ -33,9 +39,13 @@ from app.tasks.statements import (
     TOGGLE_TASK,
     UPDATABLE,
     UPDATE_TASK,
+    WriteStatements,
 )
 
 Rows = list[Row]  # (inside the class, `list` is the method of that name)
+# A written task: the driver's row, or the written columns of a keyed write's outcome.
+Task = Row | Mapping[str, Any]
+TASK_PRIMARY_KEY = "pk_tasks"
 
 
 class TaskRepository:
@@ -47,14 +57,47 @@ class TaskRepository:
     def owner_id(self) -> uuid.UUID:
         return self._owner_id
 
-    async def create(self, *, title: str, description: str | None = None) -> Row:
+    @overload
+    async def create(
+        self, *, title: str, description: str | None = ..., task_id: uuid.UUID | None = ...
+    ) -> Task: ...
+    @overload
+    async def create(
+        self,
+        *,
+        title: str,
+        description: str | None = ...,
+        task_id: uuid.UUID | None = ...,
+        idempotency: IdempotentRequest | None,
+    ) -> Task | StoredResponse: ...
+    async def create(
+        self,
+        *,
+        title: str,
+        description: str | None = None,
+        task_id: uuid.UUID | None = None,
+        idempotency: IdempotentRequest | None = None,
+    ) -> Task | StoredResponse:
+        """``task_id``: the client's choice of id (409 task_exists when it is taken)."""
         try:
-            row = await self._one(CREATE_TASK, title=title, description=description)
+            written = await self._write(
+                CREATE_TASK,
+                None,
+                idempotency,
+                task_id=task_id,
+                title=title,
+                description=description,
+            )
         except asyncpg.ForeignKeyViolationError:
             # The only foreign key is the owner: the account was deleted since the token.
             raise user_gone(self._owner_id) from None
-        assert row is not None  # INSERT ... RETURNING without a conflict clause: one row
-        return row
+        except asyncpg.UniqueViolationError as error:
+            if error.constraint_name == TASK_PRIMARY_KEY:
+                # Ids are unique across users; whose task holds it is not told.
+                raise TaskExistsError() from None
+            raise
+        assert written is not None  # INSERT ... SELECT without a failing condition: one row
+        return written
 
     async def get(self, task_id: uuid.UUID) -> Row:
         return await self._found(await self._one(GET_TASK, task_id=task_id))
@@ -76,24 +119,123 @@ class TaskRepository:
             await UserRepository(self._database).ensure_exists(self._owner_id)
         return rows
 
-    async def update(self, task_id: uuid.UUID, **changes: Any) -> Row:
+    @overload
+    async def update(
+        self,
+        task_id: uuid.UUID,
+        *,
+        precondition: Precondition | None = ...,
+        idempotency: None = ...,
+        **changes: Any,
+    ) -> Task: ...
+    @overload
+    async def update(
+        self,
+        task_id: uuid.UUID,
+        *,
+        precondition: Precondition | None = ...,
+        idempotency: IdempotentRequest | None,
+        **changes: Any,
+    ) -> Task | StoredResponse: ...
+    async def update(
+        self,
+        task_id: uuid.UUID,
+        *,
+        precondition: Precondition | None = None,
+        idempotency: IdempotentRequest | None = None,
+        **changes: Any,
+    ) -> Task | StoredResponse:
         """Apply any of ``title``, ``description``, ``completed`` in one statement."""
         unknown = set(changes) - set(UPDATABLE)
         if unknown:
             raise TypeError(f"not updatable: {', '.join(sorted(unknown))}")
         if not changes:
-            return await self.get(task_id)
-        statement = UPDATE_TASK[frozenset(changes)]
-        return await self._found(await self._one(statement, task_id=task_id, **changes))
+            # Nothing to write, so nothing to store under a key either: the answer is the
+            # task as it is, if the precondition holds.
+            return await self._check(task_id, precondition)
+        statements = UPDATE_TASK[frozenset(changes)]
+        return await self._write_found(statements, task_id, precondition, idempotency, **changes)
 
-    async def set_completed(self, task_id: uuid.UUID, completed: bool) -> Row:
+    async def set_completed(self, task_id: uuid.UUID, completed: bool) -> Task:
         return await self.update(task_id, completed=completed)
 
-    async def toggle(self, task_id: uuid.UUID) -> Row:
-        return await self._found(await self._one(TOGGLE_TASK, task_id=task_id))
+    @overload
+    async def toggle(
+        self, task_id: uuid.UUID, *, precondition: Precondition | None = ...
+    ) -> Task: ...
+    @overload
+    async def toggle(
+        self,
+        task_id: uuid.UUID,
+        *,
+        precondition: Precondition | None = ...,
+        idempotency: IdempotentRequest | None,
+    ) -> Task | StoredResponse: ...
+    async def toggle(
+        self,
+        task_id: uuid.UUID,
+        *,
+        precondition: Precondition | None = None,
+        idempotency: IdempotentRequest | None = None,
+    ) -> Task | StoredResponse:
+        return await self._write_found(TOGGLE_TASK, task_id, precondition, idempotency)
 
-    async def delete(self, task_id: uuid.UUID) -> None:
-        await self._found(await self._one(DELETE_TASK, task_id=task_id))
+    async def delete(
+        self,
+        task_id: uuid.UUID,
+        *,
+        precondition: Precondition | None = None,
+        idempotency: IdempotentRequest | None = None,
+    ) -> StoredResponse | None:
+        """None once deleted; a stored response when the key's first request already did."""
+        written = await self._write_found(DELETE_TASK, task_id, precondition, idempotency)
+        return written if isinstance(written, StoredResponse) else None
+
+    async def _write(
+        self,
+        statements: WriteStatements,
+        precondition: Precondition | None,
+        idempotency: IdempotentRequest | None,
+        **values: Any,
+    ) -> Task | StoredResponse | None:
+        conditional = precondition is not None and precondition.versions is not None
+        if conditional:
+            assert precondition is not None
+            assert precondition.versions is not None
+            values["versions"] = precondition.versions
+        statement = statements.pick(conditional=conditional, keyed=idempotency is not None)
+        if idempotency is None:
+            return await self._one(statement, **values)
+        return await run_keyed(self._one, statement, idempotency, **values)
+
+    async def _write_found(
+        self,
+        statements: WriteStatements,
+        task_id: uuid.UUID,
+        precondition: Precondition | None,
+        idempotency: IdempotentRequest | None,
+        **values: Any,
+    ) -> Task | StoredResponse:
+        written = await self._write(
+            statements, precondition, idempotency, task_id=task_id, **values
+        )
+        if written is None:
+            # Missing, not the owner's, or not the version If-Match named: one more read tells.
+            task = await self._check(task_id, precondition)
+            if precondition is None or precondition.versions is None:
+                raise TaskNotFoundError()  # it appeared (a client-chosen id) after the write
+            # The version named became current after the write looked: a version the client
+            # could not have seen when it sent the request, so still a conflict.
+            raise TaskVersionConflictError.about(task)
+        return written
+
+    async def _check(self, task_id: uuid.UUID, precondition: Precondition | None) -> Row:
+        """The task as it is, if ``precondition`` holds; 404 or 412 otherwise."""
+        task = await self.get(task_id)
+        versions = precondition.versions if precondition is not None else None
+        if versions is not None and task["version"] not in versions:
+            raise TaskVersionConflictError.about(task)
+        return task
 
     async def _one(self, statement: Statement, **values: Any) -> Row | None:
         """Run one statement for this owner; its first row, if any."""

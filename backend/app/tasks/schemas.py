@@ -1,13 +1,13 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
-from datetime import datetime
-from typing import Annotated
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Annotated, Any, get_args
 
 import asyncpg
 import orjson
-from pydantic import BaseModel, RootModel, StringConstraints, model_validator
+from pydantic import BaseModel, Field, RootModel, StringConstraints, model_validator
 
 from app.http.schemas import MULTI_LINE, NOT_NULLABLE, SINGLE_LINE, RequestBody
 from app.tasks.models import DESCRIPTION_MAX_LENGTH, TITLE_MAX_LENGTH
@@ -25,6 +25,10 @@ Description = Annotated[str, StringConstraints(max_length=DESCRIPTION_MAX_LENGTH
 
 
 class TaskCreate(RequestBody):
+    # Chosen by a client that must refer to the task before it syncs (an offline client).
+    id: Annotated[uuid.UUID | None, NOT_NULLABLE] = Field(
+        default=None, description="Optional: the new task's id, chosen by the client"
+    )
     title: Title
     description: Description | None = None
 
@@ -62,6 +66,9 @@ class TaskRead(BaseModel):
     completed_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    version: int = Field(
+        ge=1, description="1 on create, +1 on every change; the ETag is this number, quoted"
+    )
 
 
 class TaskList(RootModel[list[TaskRead]]):
@@ -82,8 +89,28 @@ def _uuid_text(value: object) -> str:
     raise TypeError(f"not serialisable: {type(value).__name__}")
 
 
-def task_json(row: asyncpg.Record) -> bytes:
+def task_json(row: asyncpg.Record | Mapping[str, Any]) -> bytes:
     return orjson.dumps(dict(row), default=_uuid_text, option=_JSON_OPTIONS)
+
+
+_FIELDS = tuple(TaskRead.model_fields)
+_TIME_FIELDS = tuple(
+    name
+    for name, field in TaskRead.model_fields.items()
+    if datetime in get_args(field.annotation) or field.annotation is datetime
+)
+
+
+def stored_task(text: str) -> dict[str, Any]:
+    """A task that PostgreSQL rendered as JSON (an idempotency key's response), as the driver
+    would have returned it, so task_json writes the same bytes: the same fields in the same
+    order, times as UTC datetimes (PostgreSQL writes them in the session's zone)."""
+    stored = orjson.loads(text)
+    task = {name: stored[name] for name in _FIELDS}
+    for name in _TIME_FIELDS:
+        if task[name] is not None:
+            task[name] = datetime.fromisoformat(task[name]).astimezone(UTC)
+    return task
 
 
 def tasks_json(rows: Iterable[asyncpg.Record]) -> bytes:

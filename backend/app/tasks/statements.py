@@ -1,18 +1,22 @@
 """Every statement the task routes run, built from the `tasks` table and compiled once.
 
 Each one filters on ``user_id = :owner_id``, and TaskRepository binds ``owner_id`` itself.
-Variants (the list's filters, the columns an update sets) are all compiled at import, so a
-request only looks its statement up.
+Variants (the list's filters, the columns an update sets, an If-Match, an Idempotency-Key) are
+all compiled at import, so a request only looks its statement up.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from itertools import combinations
 from typing import cast
 
 from sqlalchemy import (
     ColumnElement,
+    Integer,
     Table,
+    any_,
     bindparam,
     case,
     delete,
@@ -22,8 +26,10 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from app.db.statements import Statement, compile_statement
+from app.idempotency.statements import Write, keyed_write
 from app.tasks.models import Task
 from app.tasks.schemas import TaskRead
 
@@ -34,28 +40,115 @@ UPDATABLE = ("title", "description", "completed")
 
 _OWNED = tasks.c.user_id == bindparam("owner_id")
 _THIS_TASK = (_OWNED, tasks.c.id == bindparam("task_id"))
+# If-Match: the task's version must be one of those named (bound as an int[]).
+_VERSION_MATCHES = tasks.c.version == any_(bindparam("versions", type_=ARRAY(Integer)))
+
+Guard = ColumnElement[bool]
+WriteBuilder = Callable[..., Write]  # (*guards: Guard) -> the write, conditional on them
 
 GET_TASK = compile_statement(select(*TASK_COLUMNS).where(*_THIS_TASK))
-CREATE_TASK = compile_statement(
-    insert(tasks)
-    .values(
-        user_id=bindparam("owner_id"),
-        title=bindparam("title"),
-        description=bindparam("description"),
+
+
+def _create(*guards: Guard) -> Write:
+    # INSERT ... SELECT, so that a keyed create can make it conditional on its claim; the id is
+    # the client's when it chose one.
+    return (
+        insert(tasks)
+        .from_select(
+            ["id", "user_id", "title", "description"],
+            select(
+                func.coalesce(bindparam("task_id", type_=tasks.c.id.type), func.gen_random_uuid()),
+                bindparam("owner_id", type_=tasks.c.user_id.type),
+                bindparam("title", type_=tasks.c.title.type),
+                bindparam("description", type_=tasks.c.description.type),
+            ).where(*guards),
+        )
+        .returning(*TASK_COLUMNS)
     )
-    .returning(*TASK_COLUMNS)
-)
-# Both SET expressions read the row's old values: atomic under concurrent toggles.
-TOGGLE_TASK = compile_statement(
-    update(tasks)
-    .where(*_THIS_TASK)
-    .values(
-        completed=~tasks.c.completed,
-        completed_at=case((tasks.c.completed, None), else_=func.now()),
+
+
+def _toggle(*guards: Guard) -> Write:
+    # Both SET expressions read the row's old values: atomic under concurrent toggles.
+    return (
+        update(tasks)
+        .where(*_THIS_TASK, *guards)
+        .values(
+            completed=~tasks.c.completed,
+            completed_at=case((tasks.c.completed, None), else_=func.now()),
+        )
+        .returning(*TASK_COLUMNS)
     )
-    .returning(*TASK_COLUMNS)
-)
-DELETE_TASK = compile_statement(delete(tasks).where(*_THIS_TASK).returning(tasks.c.id))
+
+
+def _delete(*guards: Guard) -> Write:
+    return delete(tasks).where(*_THIS_TASK, *guards).returning(tasks.c.id)
+
+
+def _update(columns: frozenset[str]) -> WriteBuilder:
+    values: dict[str, object] = {column: bindparam(column) for column in columns}
+    if "completed" in columns:
+        # Completing keeps the first completion time when completing twice; reopening clears it.
+        values["completed_at"] = case(
+            (bindparam("completed"), func.coalesce(tasks.c.completed_at, func.now()))
+        )
+
+    def build(*guards: Guard) -> Write:
+        return update(tasks).where(*_THIS_TASK, *guards).values(values).returning(*TASK_COLUMNS)
+
+    return build
+
+
+@dataclass(frozen=True, slots=True)
+class WriteStatements:
+    """One write, compiled with and without an If-Match condition and an Idempotency-Key."""
+
+    plain: Statement
+    keyed: Statement  # with its key (idempotency/statements.py)
+    # ... AND version = ANY(:versions); a create has no version to match.
+    conditional: Statement | None
+    keyed_conditional: Statement | None
+
+    @classmethod
+    def of(
+        cls,
+        build: WriteBuilder,
+        *,
+        status: int,
+        stores_body: bool = True,
+        conditional: bool = True,
+    ) -> WriteStatements:
+        def keyed(*guards: Guard) -> Statement:
+            return keyed_write(
+                lambda claimed: build(claimed, *guards), status=status, stores_body=stores_body
+            )
+
+        return cls(
+            plain=compile_statement(build()),
+            keyed=keyed(),
+            conditional=compile_statement(build(_VERSION_MATCHES)) if conditional else None,
+            keyed_conditional=keyed(_VERSION_MATCHES) if conditional else None,
+        )
+
+    def pick(self, *, conditional: bool, keyed: bool) -> Statement:
+        statement = (
+            (self.keyed_conditional if conditional else self.keyed)
+            if keyed
+            else (self.conditional if conditional else self.plain)
+        )
+        if statement is None:
+            raise TypeError("this write takes no If-Match")
+        return statement
+
+
+CREATE_TASK = WriteStatements.of(_create, status=201, conditional=False)
+TOGGLE_TASK = WriteStatements.of(_toggle, status=200)
+DELETE_TASK = WriteStatements.of(_delete, status=204, stores_body=False)
+# Keyed by the set of columns the update sets.
+UPDATE_TASK = {
+    frozenset(columns): WriteStatements.of(_update(frozenset(columns)), status=200)
+    for size in range(1, len(UPDATABLE) + 1)
+    for columns in combinations(UPDATABLE, size)
+}
 
 
 def _list_statement(*, by_completed: bool, after_cursor: bool) -> Statement:
@@ -79,18 +172,6 @@ def _list_statement(*, by_completed: bool, after_cursor: bool) -> Statement:
     )
 
 
-def _update_statement(columns: frozenset[str]) -> Statement:
-    values: dict[str, object] = {column: bindparam(column) for column in columns}
-    if "completed" in columns:
-        # Completing keeps the first completion time when completing twice; reopening clears it.
-        values["completed_at"] = case(
-            (bindparam("completed"), func.coalesce(tasks.c.completed_at, func.now()))
-        )
-    return compile_statement(
-        update(tasks).where(*_THIS_TASK).values(values).returning(*TASK_COLUMNS)
-    )
-
-
 # Keyed by (filters on completed, continues after a cursor).
 LIST_TASKS = {
     (by_completed, after_cursor): _list_statement(
@@ -98,10 +179,4 @@ LIST_TASKS = {
     )
     for by_completed in (False, True)
     for after_cursor in (False, True)
-}
-# Keyed by the set of columns the update sets.
-UPDATE_TASK = {
-    frozenset(columns): _update_statement(frozenset(columns))
-    for size in range(1, len(UPDATABLE) + 1)
-    for columns in combinations(UPDATABLE, size)
 }

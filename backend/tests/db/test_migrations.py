@@ -22,6 +22,7 @@ from app.auth import models as _auth_models  # noqa: F401  (registers the table)
 from app.db.engine import create_engine
 from app.db.migrations import alembic_config, downgrade, upgrade
 from app.db.models import Base
+from app.idempotency import models as _idempotency_models  # noqa: F401  (registers the table)
 from app.sessions import models as _session_models  # noqa: F401  (registers the table)
 from app.settings import REPO_ROOT
 from app.tasks import models as _task_models  # noqa: F401  (registers the table)

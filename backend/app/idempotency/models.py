@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import DateTime, ForeignKey, Index, LargeBinary, SmallInteger, String, Text, func
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db.models import Base
+
+KEY_MAX_LENGTH = 255
+
+
+class IdempotencyKey(Base):
+    """A write a client may retry: its key, what the request was, and what it answered.
+
+    The row is inserted by the same statement as the write it records (statements.py), so a
+    write that committed always has its key committed with it, and one that did not has none.
+    """
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (
+        # The purge's scan for keys past their retention (purge.py).
+        Index("ix_idempotency_keys_created_at", "created_at"),
+    )
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True),
+        ForeignKey("users.id", ondelete="CASCADE"),
+        primary_key=True,
+    )
+    key: Mapped[str] = mapped_column(String(KEY_MAX_LENGTH), primary_key=True)
+    # SHA-256 of the request's method, route, path parameters and body (keys.py).
+    fingerprint: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    status: Mapped[int] = mapped_column(SmallInteger, nullable=False)
+    # The response body's resource as PostgreSQL rendered it (JSON text), or none (204).
+    body: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )

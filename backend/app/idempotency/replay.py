@@ -1,0 +1,63 @@
+"""Running a keyed write (statements.py) and reading its outcome: written, replayed, refused."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from app.db.database import Row
+from app.db.statements import Statement
+from app.idempotency.errors import IdempotencyKeyInUseError, IdempotencyKeyReusedError
+from app.idempotency.keys import IdempotentRequest
+from app.idempotency.statements import CLAIMED, STORED_BODY, STORED_FINGERPRINT, STORED_STATUS
+
+KEY_CONSTRAINT = "pk_idempotency_keys"
+# A key whose first request committed between our snapshot and our claim makes our statement
+# fail on the key's primary key (and roll back); run once more, it finds the stored response.
+_ATTEMPTS = 3
+_OUTCOME = frozenset({CLAIMED, STORED_FINGERPRINT, STORED_STATUS, STORED_BODY})
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    """What the first request with this key answered: the status and the written resource as
+    PostgreSQL rendered it to JSON (None for a 204)."""
+
+    status: int
+    body: str | None
+
+
+async def run_keyed(
+    run: Callable[..., Awaitable[Row | None]],
+    statement: Statement,
+    request: IdempotentRequest,
+    /,
+    **values: Any,
+) -> dict[str, Any] | StoredResponse | None:
+    """The written row, the stored response to replay, or None when the key was claimed but the
+    write matched no row (missing, not the owner's, or a failed If-Match: the caller asks why).
+    Raises when the key belongs to another request (422) or one with it is running (409)."""
+    for attempt in range(1, _ATTEMPTS + 1):
+        try:
+            row = await run(
+                statement, idempotency_key=request.key, fingerprint=request.fingerprint, **values
+            )
+        except asyncpg.UniqueViolationError as error:
+            if error.constraint_name == KEY_CONSTRAINT and attempt < _ATTEMPTS:
+                continue
+            raise
+        assert row is not None  # the outcome SELECT has no FROM that could be empty
+        if row[STORED_STATUS] is not None:
+            if row[STORED_FINGERPRINT] != request.fingerprint:
+                raise IdempotencyKeyReusedError()
+            return StoredResponse(status=row[STORED_STATUS], body=row[STORED_BODY])
+        if not row[CLAIMED]:
+            raise IdempotencyKeyInUseError()
+        # Every keyed write returns the row's id: None means it wrote nothing.
+        if row["id"] is None:
+            return None
+        return {name: value for name, value in row.items() if name not in _OUTCOME}
+    raise AssertionError("unreachable: the last attempt returns or raises")

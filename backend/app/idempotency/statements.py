@@ -1,0 +1,99 @@
+"""A write and its idempotency key in one statement: one round trip, one transaction.
+
+`keyed_write` wraps a write (INSERT/UPDATE/DELETE ... RETURNING) in CTEs that, in one snapshot:
+
+- read the key's stored row (``existing``); when there is one, nothing is written and the
+  caller compares fingerprints and replays it;
+- otherwise try the key's transaction-scoped advisory lock (``claim``): false means another
+  request with this key is running now (409, retry later), and nothing is written;
+- run the write only when the claim succeeded, and insert the key row with the response's
+  status and the written row rendered as JSON (``stored``).
+
+Two requests racing past ``existing`` are split by the lock; a request that takes the lock just
+after the first one committed still cannot write twice, because its key insert then violates
+the primary key and the whole statement rolls back (`IdempotencyKeyTaken`), after which the
+caller runs it again and finds the stored row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import cast
+
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    Text,
+    bindparam,
+    exists,
+    func,
+    insert,
+    literal_column,
+    select,
+    true,
+)
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.sql.dml import ReturningDelete, ReturningInsert, ReturningUpdate
+
+from app.db.statements import Statement, compile_statement
+from app.idempotency.models import IdempotencyKey
+
+idempotency_keys = cast(Table, IdempotencyKey.__table__)
+Write = ReturningInsert[object] | ReturningUpdate[object] | ReturningDelete[object]
+
+# The outcome columns come first; the written row's columns follow under their own names.
+CLAIMED = "key_claimed"
+STORED_FINGERPRINT = "key_fingerprint"
+STORED_STATUS = "key_status"
+STORED_BODY = "key_body"
+
+_OWNER = bindparam("owner_id", type_=UUID(as_uuid=True))
+_KEY = bindparam("idempotency_key", type_=idempotency_keys.c.key.type)
+_FINGERPRINT = bindparam("fingerprint", type_=idempotency_keys.c.fingerprint.type)
+
+
+def keyed_write(
+    write: Callable[[ColumnElement[bool]], Write], *, status: int, stores_body: bool = True
+) -> Statement:
+    """``write(guard)`` must build the write with ``guard`` among its conditions (a WHERE for
+    UPDATE and DELETE, the SELECT's WHERE for INSERT ... SELECT) and bind ``owner_id``; the
+    response it stands for has ``status`` and, if ``stores_body``, the written row as body."""
+    existing = (
+        select(idempotency_keys.c.fingerprint, idempotency_keys.c.status, idempotency_keys.c.body)
+        .where(idempotency_keys.c.user_id == _OWNER, idempotency_keys.c.key == _KEY)
+        .cte("existing")
+    )
+    # The owner's id is 36 characters as text, so owner and key concatenate unambiguously.
+    lock_id = func.hashtextextended(func.concat(_OWNER.cast(Text), _KEY), literal_column("0"))
+    claim = (
+        select(func.pg_try_advisory_xact_lock(lock_id).label("claimed"))
+        .where(~exists(existing.select()))
+        .cte("claim")
+    )
+    claimed = select(claim.c.claimed).scalar_subquery()
+    written = write(claimed.is_(true())).cte("written")
+    stored = insert(idempotency_keys).from_select(
+        ["user_id", "key", "fingerprint", "status", "body"],
+        select(
+            _OWNER,
+            _KEY,
+            _FINGERPRINT,
+            literal_column(str(status)),
+            func.to_json(written.table_valued()).cast(Text)
+            if stores_body
+            else literal_column("NULL", Text),
+        ).select_from(written),
+    )
+    one = select(literal_column("1").label("one")).subquery("one")
+    outcome = (
+        select(
+            claimed.label(CLAIMED),
+            select(existing.c.fingerprint).scalar_subquery().label(STORED_FINGERPRINT),
+            select(existing.c.status).scalar_subquery().label(STORED_STATUS),
+            select(existing.c.body).scalar_subquery().label(STORED_BODY),
+            *written.c,
+        )
+        .select_from(one.outerjoin(written, true()))
+        .add_cte(stored.cte("stored"))
+    )
+    return compile_statement(outcome)
