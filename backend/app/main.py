@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import functools
 import gc
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TypedDict
 
 import structlog
@@ -28,6 +28,7 @@ from app.http.handlers import register_error_handlers
 from app.http.last_resort import LastResortErrorMiddleware
 from app.http.openapi import install_openapi, operation_id
 from app.http.security_headers import SecurityHeadersMiddleware
+from app.idempotency.purge import KeyPurge
 from app.observability.health import router as health_router
 from app.observability.logging import configure_logging
 from app.observability.metrics import Metrics
@@ -53,36 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     metrics = Metrics(settings.metrics_token) if settings.metrics_enabled else None
     sessions = SessionConfig.from_settings(settings)
 
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[LifespanState]:
-        database = Database.from_settings(settings)
-        listener = NotificationListener(
-            connect=functools.partial(connect_outside_pool, settings, settings.listen_database),
-            channels={SESSION_ENDED_CHANNEL: sessions.revoked.on_notification},
-            on_connect=sessions.revoked.reload,
-        )
-        try:
-            await database.wait_until_ready(settings.db_startup_deadline_seconds)
-            logger.info("database_ready", database=database.target.display)
-            # Ended sessions reach this process through the database's notifications; the
-            # revocation list is (re)loaded each time the listener (re)connects.
-            await listener.start(settings.db_startup_deadline_seconds)
-            if metrics:
-                metrics.watch_pool(database)
-            # What start-up built (modules, routes, schemas, the pool) lives as long as the
-            # process: exempt it from the cyclic collector, so each full collection scans only
-            # what requests allocate (bench/RESULTS.md: the p99 it saves). Collected first, so
-            # start-up's own garbage is not kept for the life of the process.
-            gc.collect()
-            gc.freeze()
-            yield {"database": database, "listener": listener}
-        finally:
-            gc.unfreeze()  # a process that builds another app (the tests) collects as usual
-            if metrics:
-                metrics.unwatch_pool()
-            await listener.stop()
-            await database.dispose()
-            logger.info("database_disposed")
+    lifespan = _lifespan(settings, sessions, metrics)
 
     app = FastAPI(
         title="Task API",
@@ -136,3 +108,46 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestObserverMiddleware, metrics=metrics)
     app.add_middleware(SecurityHeadersMiddleware)
     return app
+
+
+def _lifespan(
+    settings: Settings, sessions: SessionConfig, metrics: Metrics | None
+) -> Callable[[FastAPI], AbstractAsyncContextManager[LifespanState]]:
+    """What lives as long as the app: the pool, the LISTEN connection, the key purge."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[LifespanState]:
+        database = Database.from_settings(settings)
+        listener = NotificationListener(
+            connect=functools.partial(connect_outside_pool, settings, settings.listen_database),
+            channels={SESSION_ENDED_CHANNEL: sessions.revoked.on_notification},
+            on_connect=sessions.revoked.reload,
+        )
+        key_purge: KeyPurge | None = None
+        try:
+            await database.wait_until_ready(settings.db_startup_deadline_seconds)
+            logger.info("database_ready", database=database.target.display)
+            # Ended sessions reach this process through the database's notifications; the
+            # revocation list is (re)loaded each time the listener (re)connects.
+            await listener.start(settings.db_startup_deadline_seconds)
+            key_purge = KeyPurge.start(database, settings)
+            if metrics:
+                metrics.watch_pool(database)
+            # What start-up built (modules, routes, schemas, the pool) lives as long as the
+            # process: exempt it from the cyclic collector, so each full collection scans only
+            # what requests allocate (bench/RESULTS.md: the p99 it saves). Collected first, so
+            # start-up's own garbage is not kept for the life of the process.
+            gc.collect()
+            gc.freeze()
+            yield {"database": database, "listener": listener}
+        finally:
+            gc.unfreeze()  # a process that builds another app (the tests) collects as usual
+            if metrics:
+                metrics.unwatch_pool()
+            if key_purge is not None:
+                await key_purge.stop()
+            await listener.stop()
+            await database.dispose()
+            logger.info("database_disposed")
+
+    return lifespan

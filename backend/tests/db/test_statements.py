@@ -15,6 +15,7 @@ from app.auth import statements as auth_statements
 from app.db.database import Database
 from app.db.engine import local_timeouts_sql
 from app.db.statements import Statement, compile_statement
+from app.idempotency import purge as purge_statements
 from app.tasks import statements as task_statements
 
 things = table("things", column("a"), column("b"), column("c"))
@@ -120,14 +121,24 @@ def test_the_pgbouncer_timeouts_are_one_constant_statement() -> None:
     assert "set_config('idle_in_transaction_session_timeout', '60000', true)" in sql
 
 
+def _variants(writes: task_statements.WriteStatements) -> list[Statement]:
+    """Every compiled variant of one write (with and without If-Match and a key)."""
+    variants = [writes.plain, writes.keyed, writes.conditional, writes.keyed_conditional]
+    return [statement for statement in variants if statement is not None]
+
+
 def _task_statements() -> list[Statement]:
     return [
         task_statements.GET_TASK,
-        task_statements.CREATE_TASK,
-        task_statements.TOGGLE_TASK,
-        task_statements.DELETE_TASK,
+        *_variants(task_statements.CREATE_TASK),
+        *_variants(task_statements.TOGGLE_TASK),
+        *_variants(task_statements.DELETE_TASK),
         *task_statements.LIST_TASKS.values(),
-        *task_statements.UPDATE_TASK.values(),
+        *(
+            statement
+            for writes in task_statements.UPDATE_TASK.values()
+            for statement in _variants(writes)
+        ),
     ]
 
 
@@ -136,7 +147,14 @@ def test_every_task_statement_is_scoped_to_an_owner() -> None:
     would be refused: each must filter on (or write) the owner."""
     for statement in _task_statements():
         assert "owner_id" in statement.parameters, statement.sql
-        assert "tasks.user_id = $" in statement.sql or "INSERT INTO tasks (user_id" in statement.sql
+        assert (
+            "tasks.user_id = $" in statement.sql
+            or "INSERT INTO tasks (id, user_id" in statement.sql
+        )
+        if "idempotency_keys" in statement.sql:
+            # The key is looked up and stored for the same owner as the write.
+            assert "idempotency_keys.user_id = $1" in statement.sql, statement.sql
+            assert "INSERT INTO idempotency_keys (user_id, key" in statement.sql
 
 
 def test_no_account_statement_returns_the_password_hash_except_the_login_lookup() -> None:
@@ -155,6 +173,8 @@ async def test_every_compiled_statement_is_accepted_by_postgresql(database: Data
         auth_statements.GET_USER,
         auth_statements.GET_CREDENTIALS,
         auth_statements.USER_EXISTS,
+        purge_statements.TRY_PURGE_LOCK,
+        purge_statements.PURGE_BATCH,
     ]
     async with database.connection() as connection:
         for statement in statements:
