@@ -169,7 +169,7 @@ NOT_NULLABLE = Field(json_schema_extra=_without_null)
 
 
 class RequestBody(BaseModel):
-    """Unknown fields (``id``, ``user_id``, ``created_at``...) are ignored, never applied."""
+    """Unknown fields (``user_id``, ``created_at``...) are ignored, never applied."""
 
     # strict: a JSON 0 is not a boolean and 1 is not a string; what the schema says is what
     # is accepted.

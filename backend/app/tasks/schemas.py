@@ -26,7 +26,8 @@ Description = Annotated[str, StringConstraints(max_length=DESCRIPTION_MAX_LENGTH
 
 class TaskCreate(RequestBody):
     # Chosen by a client that must refer to the task before it syncs (an offline client).
-    id: Annotated[uuid.UUID | None, NOT_NULLABLE] = Field(
+    # Not strict: JSON has no UUID type, and the body is validated from Python objects.
+    id: Annotated[uuid.UUID | None, Field(strict=False), NOT_NULLABLE] = Field(
         default=None, description="Optional: the new task's id, chosen by the client"
     )
     title: Title
