@@ -138,6 +138,7 @@ class Settings(BaseSettings):
             "Retry-After",
             "X-Request-ID",
             "WWW-Authenticate",
+            "Idempotent-Replayed",
         ]
     )
     # /docs and /redoc (served from the app, no CDN), and /openapi.json they and client

@@ -121,6 +121,7 @@ def _location(request: Request, owner_id: uuid.UUID, task_id: object) -> str:
 
 def _replay(stored: StoredResponse, request: Request, owner_id: uuid.UUID) -> Response:
     """The first answer to this Idempotency-Key, again: same status, body, ETag and Location."""
+    logger.info("idempotent_replay", user_id=str(owner_id), status=stored.status)
     headers = {"Idempotent-Replayed": "true"}
     if stored.body is None:
         return Response(status_code=stored.status, headers=headers)

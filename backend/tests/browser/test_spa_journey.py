@@ -48,6 +48,10 @@ def test_the_page_runs_on_a_second_origin_to_the_end(journey: Visit) -> None:
         "list page 1",
         "list page 2",
         "patch",
+        "conditional patch",
+        "retried patch",
+        "stale patch",
+        "not modified",
         "toggle",
         "delete",
         "get deleted",
@@ -95,7 +99,33 @@ def test_patch_changes_only_the_fields_sent(journey: Visit) -> None:
 
     assert task["id"] == created(journey, "first")["id"]
     assert (task["title"], task["description"]) == ("first, renamed", "the first task")
+    assert task["version"] == created(journey, "first")["version"] + 1
     assert task["completed"] is False
+
+
+def test_a_retried_conditional_write_is_replayed_and_a_stale_one_refused(journey: Visit) -> None:
+    patched = answer(journey, "patch", 200)
+    edited = answer(journey, "conditional patch", 200)
+    retried = answer(journey, "retried patch", 200)
+    stale = answer(journey, "stale patch", 412)
+
+    # The page read every header it needs through CORS: ETag, the replay marker.
+    assert patched["headers"]["etag"] == f'"{patched["body"]["version"]}"'
+    assert edited["body"]["version"] == patched["body"]["version"] + 1
+    assert edited["headers"]["etag"] == f'"{edited["body"]["version"]}"'
+    assert (edited["headers"]["replayed"], retried["headers"]["replayed"]) == (None, "true")
+    assert retried["body"] == edited["body"]
+    # The stale write changed nothing, and the page got what to merge with.
+    assert stale["body"]["code"] == "version_conflict"
+    assert stale["body"]["current"] == edited["body"]
+    assert stale["headers"]["etag"] == edited["headers"]["etag"]
+
+
+def test_a_read_of_an_unchanged_task_is_not_modified(journey: Visit) -> None:
+    unchanged = answer(journey, "not modified", 304)
+
+    assert unchanged["body"] is None
+    assert unchanged["headers"]["etag"] == journey.step("conditional patch")["headers"]["etag"]
 
 
 def test_toggle_completes_the_task(journey: Visit) -> None:
@@ -148,6 +178,15 @@ async def test_the_database_holds_what_the_page_was_told(
         tasks = [tuple(row) for row in rows]
 
     assert tasks == [("first, renamed", False), ("second", True)]
+    # The description is the retried conditional edit's, applied once; the stale one is not.
+    async with engine.connect() as connection:
+        first = (
+            await connection.execute(
+                text("SELECT description, version FROM tasks WHERE id = :id"),
+                {"id": created(journey, "first")["id"]},
+            )
+        ).one()
+    assert tuple(first) == ("edited in this tab", 3)
 
 
 async def test_a_page_from_an_origin_not_listed_can_read_nothing(

@@ -31,7 +31,28 @@ run(async (params) => {
     next = nextPage(listed.headers && listed.headers.link);
   }
 
-  await call("patch", first, { method: "PATCH", token, body: { title: "first, renamed" } });
+  const patched = await call("patch", first, {
+    method: "PATCH",
+    token,
+    body: { title: "first, renamed" },
+  });
+  // Safe writes, as an SPA on a flaky network makes them: the version it read, and a key it
+  // resends unchanged when it retries.
+  const edit = {
+    method: "PATCH",
+    token,
+    body: { description: "edited in this tab" },
+    headers: { "If-Match": patched.headers.etag, "Idempotency-Key": crypto.randomUUID() },
+  };
+  const edited = await call("conditional patch", first, edit);
+  await call("retried patch", first, edit);
+  await call("stale patch", first, {
+    method: "PATCH",
+    token,
+    body: { description: "edited in another tab" },
+    headers: { "If-Match": patched.headers.etag },
+  });
+  await call("not modified", first, { token, headers: { "If-None-Match": edited.headers.etag } });
   await call("toggle", `${second}/complete`, { method: "PATCH", token });
   await call("delete", third, { method: "DELETE", token });
   await call("get deleted", third, { token });

@@ -6,10 +6,10 @@ const steps = [];
 
 // One request; records the status, the JSON body and the exposed headers, or the exception
 // fetch threw (a CORS refusal is "TypeError: Failed to fetch", with no status at all).
-async function call(name, url, { method = "GET", token, body } = {}) {
+async function call(name, url, { method = "GET", token, body, headers: sent = {} } = {}) {
   const step = { name, method, url };
   steps.push(step);
-  const headers = {};
+  const headers = { ...sent };
   if (token) headers.Authorization = `Bearer ${token}`;
   if (body !== undefined) headers["Content-Type"] = "application/json";
   try {
@@ -23,6 +23,9 @@ async function call(name, url, { method = "GET", token, body } = {}) {
       link: response.headers.get("Link"),
       location: response.headers.get("Location"),
       requestId: response.headers.get("X-Request-ID"),
+      etag: response.headers.get("ETag"),
+      replayed: response.headers.get("Idempotent-Replayed"),
+      retryAfter: response.headers.get("Retry-After"),
     };
     const text = await response.text();
     step.body = text === "" ? null : JSON.parse(text);
