@@ -33,6 +33,19 @@ WRITERS = 200
 TASKS_PER_USER = 50
 PASSWORD = "bench-password-not-secret"
 TOKEN_LIFETIME = timedelta(hours=12)
+# The task columns the seed fills in; any other column of the table takes its default.
+SEEDED_TASK_COLUMNS = frozenset(
+    {
+        "id",
+        "user_id",
+        "title",
+        "description",
+        "completed",
+        "completed_at",
+        "created_at",
+        "updated_at",
+    }
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,6 +177,8 @@ async def _seed(
         ],
     )
     start = datetime.now(UTC) - timedelta(days=30)
+    # Any other column of TASK_COLUMNS (e.g. a version counter) takes its default, as on INSERT.
+    columns = [column.name for column in TASK_COLUMNS if column.name in SEEDED_TASK_COLUMNS]
     records = []
     for user in users:
         for number, task_id in enumerate(user.task_ids):
@@ -179,12 +194,8 @@ async def _seed(
                 "created_at": created_at,
                 "updated_at": created_at,
             }
-            records.append(tuple(task[column.name] for column in TASK_COLUMNS))
-    await connection.copy_records_to_table(
-        "tasks",
-        columns=[column.name for column in TASK_COLUMNS],
-        records=records,
-    )
+            records.append(tuple(task[name] for name in columns))
+    await connection.copy_records_to_table("tasks", columns=columns, records=records)
 
 
 def _write_data_file(path: Path, users: list[BenchUser], codec: TokenCodec) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import secrets
 import shutil
 import subprocess
 import sys
@@ -26,9 +27,11 @@ WORKLOADS = {
     "w2": "W2 get one task",
     "w3": "W3 create a task",
     "w4": "W4 toggle a task",
+    "w3k": "W3k create a task, with Idempotency-Key",
+    "w4k": "W4k toggle a task, with Idempotency-Key and If-Match",
 }
 # Reads use the 1,000 readers (each keeps exactly 50 tasks); writes use the writers.
-WRITE_WORKLOADS = frozenset({"w3", "w4"})
+WRITE_WORKLOADS = frozenset({"w3", "w4", "w3k", "w4k"})
 
 
 class WrkMissingError(RuntimeError):
@@ -111,7 +114,16 @@ def run_wrk(
         str(WRK_SCRIPT),
         server.url,
     ]
-    env = {**os.environ, "BENCH_WORKLOAD": workload, "BENCH_DATA": str(data_file)}
+    env = {
+        **os.environ,
+        "BENCH_WORKLOAD": workload,
+        "BENCH_DATA": str(data_file),
+        # w3k/w4k: a fresh prefix for the Idempotency-Keys of this run (the database, and the
+        # keys stored in it, outlive a run); w4k shares the writers among the threads.
+        "BENCH_RUN_ID": secrets.token_hex(8),
+        "BENCH_THREADS": str(threads),
+        "BENCH_CONNECTIONS": str(connections),
+    }
     server.take_log(errors_log)  # start the run with an empty log
     server_before = server.cpu_seconds()
     pg_before = tree_cpu_seconds(postmaster_pid)

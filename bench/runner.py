@@ -14,7 +14,13 @@ from pathlib import Path
 
 from app.db.embedded import EmbeddedDatabaseError
 from bench import processes, profile, report
-from bench.database import SeededDatabase, fresh_database, prepare, server_url_from_environment
+from bench.database import (
+    WRITERS,
+    SeededDatabase,
+    fresh_database,
+    prepare,
+    server_url_from_environment,
+)
 from bench.load import (
     WORKLOADS,
     WRITE_WORKLOADS,
@@ -79,7 +85,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds per app and workload")
     parser.add_argument(
-        "--workloads", type=_csv_workloads, default=None, help="comma list of w1,w2,w3,w4"
+        "--workloads",
+        type=_csv_workloads,
+        default=None,
+        help=f"comma list of {','.join(WORKLOADS)} (all; --profile: w1,w2)",
     )
     parser.add_argument(
         "--quick", action="store_true", help="smoke run: 3 s, 1 run, 50 connections, short burst"
@@ -114,6 +123,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.workloads = ["w1", "w2"] if args.profile else list(WORKLOADS)
     if args.runs < 1 or args.duration < 1 or not args.connections:
         parser.error("--runs and --duration must be at least 1, and --connections non-empty")
+    if "w4k" in args.workloads and args.threads > WRITERS:
+        # w4k gives each wrk thread writers of its own (see bench/wrk.lua).
+        parser.error(f"w4k needs at most {WRITERS} wrk threads (one writer each at least)")
     return args
 
 
