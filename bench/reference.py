@@ -127,13 +127,13 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
             await _respond(send, 422, b'{"detail":"Invalid body"}')
             return
-        values = {"owner_id": user_id, "title": title, "description": description}
-        row = await _pool.fetchrow(CREATE_TASK.sql, *CREATE_TASK.arguments(values))
+        values = {"owner_id": user_id, "title": title, "description": description, "task_id": None}
+        row = await _pool.fetchrow(CREATE_TASK.plain.sql, *CREATE_TASK.plain.arguments(values))
         body, status = orjson.dumps(dict(row), default=str), 201
     elif len(parts) == 5 and method == "GET":
         body = await _one_task(GET_TASK, user_id, task_id)
     elif len(parts) == 6 and parts[5] == "complete" and method == "PATCH":
-        body = await _one_task(TOGGLE_TASK, user_id, task_id)
+        body = await _one_task(TOGGLE_TASK.plain, user_id, task_id)
     else:
         await _respond(send, 404, _NOT_FOUND)
         return
