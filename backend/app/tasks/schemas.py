@@ -107,7 +107,8 @@ def stored_task(text: str) -> dict[str, Any]:
     would have returned it, so task_json writes the same bytes: the same fields in the same
     order, times as UTC datetimes (PostgreSQL writes them in the session's zone)."""
     stored = orjson.loads(text)
-    task = {name: stored[name] for name in _FIELDS}
+    # A field added by a later migration was not in the first answer either: null, not a 500.
+    task = {name: stored.get(name) for name in _FIELDS}
     for name in _TIME_FIELDS:
         if task[name] is not None:
             task[name] = datetime.fromisoformat(task[name]).astimezone(UTC)
