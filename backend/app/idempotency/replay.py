@@ -12,7 +12,13 @@ from app.db.database import Row
 from app.db.statements import Statement
 from app.idempotency.errors import IdempotencyKeyInUseError, IdempotencyKeyReusedError
 from app.idempotency.keys import IdempotentRequest
-from app.idempotency.statements import CLAIMED, STORED_BODY, STORED_FINGERPRINT, STORED_STATUS
+from app.idempotency.statements import (
+    CLAIMED,
+    STORED_ANSWER,
+    STORED_BODY,
+    STORED_FINGERPRINT,
+    STORED_STATUS,
+)
 
 KEY_CONSTRAINT = "pk_idempotency_keys"
 # A key whose first request committed between our snapshot and our claim makes our statement
@@ -51,13 +57,22 @@ async def run_keyed(
             raise
         assert row is not None  # the outcome SELECT has no FROM that could be empty
         if row[STORED_STATUS] is not None:
-            if row[STORED_FINGERPRINT] != request.fingerprint:
-                raise IdempotencyKeyReusedError()
-            return StoredResponse(status=row[STORED_STATUS], body=row[STORED_BODY])
+            return _stored(row, request)
         if not row[CLAIMED]:
             raise IdempotencyKeyInUseError()
         # Every keyed write returns the row's id: None means it wrote nothing.
-        if row["id"] is None:
-            return None
-        return {name: value for name, value in row.items() if name not in _OUTCOME}
+        if row["id"] is not None:
+            return {name: value for name, value in row.items() if name not in _OUTCOME}
+        # Nothing written: the row is missing, or its version is not If-Match's. Unless the
+        # key's first request committed just after this statement's snapshot was taken (and
+        # released the key's lock just before the claim): then the row it changed or deleted no
+        # longer matched, and the answer is the first request's, not a 404 or a 412.
+        stored = await run(STORED_ANSWER, idempotency_key=request.key)
+        return _stored(stored, request) if stored is not None else None
     raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _stored(row: Row, request: IdempotentRequest) -> StoredResponse:
+    if row[STORED_FINGERPRINT] != request.fingerprint:
+        raise IdempotencyKeyReusedError()
+    return StoredResponse(status=row[STORED_STATUS], body=row[STORED_BODY])

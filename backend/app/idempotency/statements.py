@@ -97,3 +97,15 @@ def keyed_write(
         .add_cte(stored.cte("stored"))
     )
     return compile_statement(outcome)
+
+
+# The key's stored answer alone: read again when a keyed write claimed the key but wrote
+# nothing, in case the key's first request committed between that statement's snapshot and its
+# claim (replay.py).
+STORED_ANSWER = compile_statement(
+    select(
+        idempotency_keys.c.fingerprint.label(STORED_FINGERPRINT),
+        idempotency_keys.c.status.label(STORED_STATUS),
+        idempotency_keys.c.body.label(STORED_BODY),
+    ).where(idempotency_keys.c.user_id == _OWNER, idempotency_keys.c.key == _KEY)
+)
