@@ -208,23 +208,26 @@ async def test_create_ignores_owner_id_and_timestamps_sent_in_the_body(
             "completed_at": "2001-01-01T00:00:00Z",
             "created_at": "2001-01-01T00:00:00Z",
             "updated_at": "2001-01-01T00:00:00Z",
+            "version": 7,
         },
         headers=account.headers,
     )
 
     assert response.status_code == 201, response.text
     body = response.json()
-    assert body["id"] != chosen_id
+    # The id is the client's to choose (an offline client's); nothing else it sent is.
+    assert body["id"] == chosen_id
     assert body["user_id"] == account.id
     assert body["completed"] is False
     assert body["completed_at"] is None
+    assert body["version"] == 1
     row = await task_row(engine, body["id"])
     assert row is not None
     assert str(row["user_id"]) == account.id
     assert row["completed"] is False
     assert row["completed_at"] is None
     assert row["created_at"] > datetime(2020, 1, 1, tzinfo=UTC)
-    assert await task_row(engine, chosen_id) is None
+    assert row["version"] == 1
 
 
 async def test_a_failing_commit_is_an_error_not_a_201(

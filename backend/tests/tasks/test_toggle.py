@@ -50,9 +50,12 @@ async def test_toggle_twice_returns_to_the_start(
     body = response.json()
     assert body["completed"] is False
     assert body["completed_at"] is None
-    assert {k: v for k, v in body.items() if k != "updated_at"} == {
-        k: v for k, v in created.items() if k != "updated_at"
+    changed = {"updated_at", "version"}
+    assert {k: v for k, v in body.items() if k not in changed} == {
+        k: v for k, v in created.items() if k not in changed
     }
+    # Back where it started, but two changes later: a client holding version 1 is stale.
+    assert body["version"] == created["version"] + 2
     assert_body_matches_row(body, await task_row(engine, created["id"]))
 
 
