@@ -68,6 +68,12 @@ def _translate_driver_error(exc: BaseException) -> AppError | None:
     sqlstate = getattr(exc, "sqlstate", None)
     if sqlstate == "57014" or isinstance(exc, TimeoutError):  # query_canceled; 3.11+ asyncio's
         return DatabaseTimeoutError()
+    if sqlstate in ("40001", "40P01"):
+        # A serialization failure or a deadlock: the server rolled the whole transaction back,
+        # so nothing of it happened and the same request may simply be sent again.
+        return DatabaseUnavailableError(
+            "The database gave way to a concurrent request; retry shortly"
+        )
     if type(exc) is asyncpg.InterfaceError:  # "connection is closed"; not its subclasses,
         return DatabaseUnavailableError()  # which are client configuration or argument errors
     if isinstance(exc, asyncpg.InternalClientError):

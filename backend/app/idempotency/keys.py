@@ -14,17 +14,17 @@ from app.idempotency.models import KEY_MAX_LENGTH
 
 # The draft's form is a structured-field string ("..."); most clients send the key bare. Both
 # are accepted and mean the same key: printable ASCII, 1-255 characters once unquoted.
-_BARE = re.compile(rf"^[\x20-\x7e]{{1,{KEY_MAX_LENGTH}}}$")
-_QUOTED = re.compile(r'^"((?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\])*)"$')
+_BARE = re.compile(rf"[\x20-\x7e]{{1,{KEY_MAX_LENGTH}}}")
+_QUOTED = re.compile(r'"((?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\])*)"')
 _ESCAPE = re.compile(r'\\(["\\])')
 
 
 def parse_idempotency_key(header: str) -> str:
     value = header.strip(" \t")
-    quoted = _QUOTED.match(value)
+    quoted = _QUOTED.fullmatch(value)
     if quoted is not None:
         value = _ESCAPE.sub(r"\1", quoted.group(1))
-    if not _BARE.match(value) or value.strip(" ") == "":
+    if not _BARE.fullmatch(value) or value.strip(" ") == "":
         raise InvalidIdempotencyKeyError()
     return value
 

@@ -54,6 +54,11 @@ async def run_keyed(
         except asyncpg.UniqueViolationError as error:
             if error.constraint_name == KEY_CONSTRAINT and attempt < _ATTEMPTS:
                 continue
+            # Another unique key (a client-chosen task id) may have been taken by this key's
+            # own first request, committed just after our snapshot: that is its answer.
+            stored = await run(STORED_ANSWER, idempotency_key=request.key)
+            if stored is not None:
+                return _stored(stored, request)
             raise
         assert row is not None  # the outcome SELECT has no FROM that could be empty
         if row[STORED_STATUS] is not None:

@@ -18,7 +18,7 @@ caller runs it again and finds the stored row.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
@@ -33,13 +33,16 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.sql import Select
 from sqlalchemy.sql.dml import ReturningDelete, ReturningInsert, ReturningUpdate
 
 from app.db.statements import Statement, compile_statement
 from app.idempotency.models import IdempotencyKey
 
 idempotency_keys = cast(Table, IdempotencyKey.__table__)
-Write = ReturningInsert[object] | ReturningUpdate[object] | ReturningDelete[object]
+# A statement whose rows a keyed write stores; a SELECT answers a request that changes nothing
+# (an empty PATCH) under its key like any write.
+Write = ReturningInsert[object] | ReturningUpdate[object] | ReturningDelete[object] | Select[Any]
 
 # The outcome columns come first; the written row's columns follow under their own names.
 CLAIMED = "key_claimed"

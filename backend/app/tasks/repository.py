@@ -149,10 +149,7 @@ class TaskRepository:
         unknown = set(changes) - set(UPDATABLE)
         if unknown:
             raise TypeError(f"not updatable: {', '.join(sorted(unknown))}")
-        if not changes:
-            # Nothing to write, so nothing to store under a key either: the answer is the
-            # task as it is, if the precondition holds.
-            return await self._check(task_id, precondition)
+        # No changes (an empty PATCH) reads the task, under the same precondition and key.
         statements = UPDATE_TASK[frozenset(changes)]
         return await self._write_found(statements, task_id, precondition, idempotency, **changes)
 

@@ -33,6 +33,12 @@ class TaskCreate(RequestBody):
     title: Title
     description: Description | None = None
 
+    @model_validator(mode="after")
+    def _id_is_not_nullable(self) -> TaskCreate:
+        if "id" in self.model_fields_set and self.id is None:
+            raise ValueError("id cannot be null")
+        return self
+
 
 class TaskUpdate(RequestBody):
     """PUT: replaces the title; ``description`` omitted keeps it, ``null`` clears it."""

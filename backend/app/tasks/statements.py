@@ -143,10 +143,19 @@ class WriteStatements:
 CREATE_TASK = WriteStatements.of(_create, status=201, conditional=False)
 TOGGLE_TASK = WriteStatements.of(_toggle, status=200)
 DELETE_TASK = WriteStatements.of(_delete, status=204, stores_body=False)
-# Keyed by the set of columns the update sets.
+
+
+def _unchanged(*guards: Guard) -> Write:
+    # An empty PATCH: the task as it is, under the same conditions and the same key as a write.
+    return select(*TASK_COLUMNS).where(*_THIS_TASK, *guards)
+
+
+# Keyed by the set of columns the update sets; the empty set reads the task.
 UPDATE_TASK = {
-    frozenset(columns): WriteStatements.of(_update(frozenset(columns)), status=200)
-    for size in range(1, len(UPDATABLE) + 1)
+    frozenset(columns): WriteStatements.of(
+        _update(frozenset(columns)) if columns else _unchanged, status=200
+    )
+    for size in range(len(UPDATABLE) + 1)
     for columns in combinations(UPDATABLE, size)
 }
 

@@ -3,8 +3,10 @@ several statements one transaction on one connection, committed when the block e
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
+import asyncpg
 import pytest
 from sqlalchemy import bindparam, insert, select, text
 from sqlalchemy.engine import make_url
@@ -12,7 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.auth.statements import users
 from app.db.database import Database
+from app.db.errors import translate_database_error
 from app.db.statements import compile_statement
+from app.http.errors import ErrorCode
 from tests.fixtures.app import make_settings
 
 ADD_USER = compile_statement(
@@ -157,3 +161,45 @@ async def test_behind_pgbouncer_every_block_sets_the_timeouts_locally(database_u
     assert inside is not None
     assert tuple(single) == tuple(inside) == ("3s", "1min")
     assert after == "0"
+
+
+async def test_a_deadlock_victim_is_a_503_to_retry_and_its_connection_is_reused(
+    database: Database, engine: AsyncEngine
+) -> None:
+    """Two transactions lock two rows in opposite orders: PostgreSQL rolls one back (40P01).
+    That one's request is a 503 with Retry-After (nothing of it happened), not a 500."""
+    async with engine.begin() as connection:
+        await connection.execute(text("DROP TABLE IF EXISTS deadlock_probe"))
+        await connection.execute(text("CREATE TABLE deadlock_probe (id int PRIMARY KEY)"))
+        await connection.execute(text("INSERT INTO deadlock_probe VALUES (1), (2)"))
+    lock = "UPDATE deadlock_probe SET id = id WHERE id = $1"
+    first_locked, second_locked = asyncio.Event(), asyncio.Event()
+
+    async def locker(first: int, second: int, mine: asyncio.Event, theirs: asyncio.Event) -> None:
+        async with database.transaction() as transaction:
+            await transaction.connection.execute(lock, first)
+            mine.set()
+            await theirs.wait()
+            await transaction.connection.execute(lock, second)
+
+    try:
+        outcomes = await asyncio.wait_for(
+            asyncio.gather(
+                locker(1, 2, first_locked, second_locked),
+                locker(2, 1, second_locked, first_locked),
+                return_exceptions=True,
+            ),
+            timeout=10,
+        )
+        failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+        assert len(failures) == 1, outcomes
+        assert isinstance(failures[0], asyncpg.DeadlockDetectedError)
+        error = translate_database_error(failures[0])
+        assert error is not None
+        assert (error.status_code, error.code) == (503, ErrorCode.DATABASE_UNAVAILABLE)
+        assert error.headers["Retry-After"]
+        # The victim's connection went back to the pool and still works.
+        assert await database.fetch_value(compile_statement(select(1))) == 1
+    finally:
+        async with engine.begin() as connection:
+            await connection.execute(text("DROP TABLE deadlock_probe"))

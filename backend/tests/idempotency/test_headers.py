@@ -180,6 +180,10 @@ def test_the_fingerprint_of_a_json_object_does_not_depend_on_member_order(
         (' "3" ', (3,)),
         ('"1", "7"', (1, 7)),
         ('"1","7"\t,  "9"', (1, 7, 9)),
+        # RFC 9110 5.6.1.2: empty list elements are accepted and ignored.
+        ('"1",,"7"', (1, 7)),
+        ('"1",', (1,)),
+        (', "1" ,', (1,)),
         ('W/"3"', ()),  # strong comparison: a weak tag matches nothing
         ('W/"3", "4"', (4,)),
         ('"abc"', ()),
@@ -244,6 +248,7 @@ def test_weak_tags_in_a_list_are_dropped_and_strong_ones_kept(tags: list[tuple[i
         ('"1"', 'W/"1"', True),
         ('W/"ab"', 'W/"ab"', True),
         ('"2", W/"1"', '"1"', True),
+        ('"2",, "1",', '"1"', True),
         ('"2"', '"1"', False),
         ('"01"', '"1"', False),
         ('"ab"', 'W/"abc"', False),
