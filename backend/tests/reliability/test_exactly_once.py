@@ -24,7 +24,6 @@ from tests.fixtures.accounts import Account
 from tests.fixtures.cluster import (
     StartServer,
     create_database,
-    execute,
     fetch,
     http_client,
     install_slow_trigger,
@@ -44,19 +43,6 @@ SERVICE_ENV = {
     "DB_POOL_TIMEOUT_SECONDS": "5",
     "DB_CONNECT_TIMEOUT_SECONDS": "1",
 }
-# Updating a task titled "slow:<seconds>:..." takes that long, as inserting one does with
-# install_slow_trigger (test-only, in this module's private database).
-SLOW_UPDATE_TRIGGER_SQL = """
-CREATE FUNCTION reliability_slow_update() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF NEW.title LIKE 'slow:%' THEN
-        PERFORM pg_sleep(split_part(NEW.title, ':', 2)::float);
-    END IF;
-    RETURN NEW;
-END $$;
-CREATE TRIGGER reliability_slow_update BEFORE UPDATE ON tasks
-    FOR EACH ROW EXECUTE FUNCTION reliability_slow_update();
-"""
 
 WRITERS = 8
 # Three kills during the load: two crashes (no checkpoint, WAL replay) and a fast shutdown.
@@ -91,7 +77,6 @@ async def service(pg_cluster: PostgresCluster, start_server: StartServer) -> Ser
     database_url = await create_database(pg_cluster.url())
     server = start_server(database_url, SERVICE_ENV)
     await install_slow_trigger(database_url)
-    await execute(database_url, SLOW_UPDATE_TRIGGER_SQL)
     return Service(server=server, database_url=database_url)
 
 
