@@ -51,16 +51,14 @@ def upgrade() -> None:
         sa.Column(
             "created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
         ),
-        sa.ForeignKeyConstraint(
-            ["user_id"],
-            ["users.id"],
-            name=op.f("fk_idempotency_keys_user_id_users"),
-            ondelete="CASCADE",
-        ),
         sa.PrimaryKeyConstraint("user_id", "key", name=op.f("pk_idempotency_keys")),
     )
     op.create_index(
-        "ix_idempotency_keys_created_at", "idempotency_keys", ["created_at"], unique=False
+        "ix_idempotency_keys_created_at",
+        "idempotency_keys",
+        ["created_at"],
+        unique=False,
+        postgresql_using="brin",
     )
 
 

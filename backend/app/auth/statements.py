@@ -11,6 +11,7 @@ from sqlalchemy.dialects.postgresql import insert
 from app.auth.models import User
 from app.auth.schemas import UserRead
 from app.db.statements import compile_statement
+from app.idempotency.statements import idempotency_keys
 from app.tasks.statements import TASK_COLUMNS, tasks
 
 users = cast(Table, User.__table__)
@@ -48,7 +49,17 @@ CHANGE_PASSWORD = compile_statement(
 )
 # Tasks and sessions go with the account (ON DELETE CASCADE); the sessions' trigger tells every
 # process to refuse their access tokens.
-DELETE_USER = compile_statement(delete(users).where(*_VERIFIED).returning(users.c.id))
+# Tasks and sessions go by cascade; the idempotency keys (stored answers holding tasks) have no
+# foreign key, which would lock the user's row on every keyed write, so they go here, in the
+# same statement. A key a write commits during the deletion is left to the purge.
+_deleted_user = delete(users).where(*_VERIFIED).returning(users.c.id).cte("deleted_user")
+DELETE_USER = compile_statement(
+    select(_deleted_user.c.id).add_cte(
+        delete(idempotency_keys)
+        .where(idempotency_keys.c.user_id.in_(select(_deleted_user.c.id)))
+        .cte("forgotten_keys")
+    )
+)
 
 # The export (auth/export.py): the account, and the snapshot's time, then every task of it in
 # the order it was created.

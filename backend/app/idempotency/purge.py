@@ -32,7 +32,6 @@ TRY_PURGE_LOCK = compile_statement(
 _expired = (
     select(idempotency_keys.c.user_id, idempotency_keys.c.key)
     .where(idempotency_keys.c.created_at < func.now() - bindparam("retention", type_=Interval))
-    .order_by(idempotency_keys.c.created_at)
     .limit(bindparam("batch_size"))
     .with_for_update(skip_locked=True)
     .cte("expired")

@@ -1,5 +1,5 @@
-"""DELETE /api/auth/me: the account goes with its tasks and sessions, after the password is
-asked and counted like a login, and no token of it works afterwards."""
+"""DELETE /api/auth/me: the account goes with its tasks, sessions and idempotency keys, after
+the password is asked and counted like a login, and no token of it works afterwards."""
 
 from __future__ import annotations
 
@@ -46,9 +46,13 @@ async def delete_account(
 
 
 async def add_tasks(client: httpx.AsyncClient, user: StoredUser, token: str, count: int) -> None:
+    """``count`` tasks, each created with an Idempotency-Key (so the account has stored
+    answers too)."""
     for i in range(count):
         response = await client.post(
-            f"/api/{user.id}/tasks", json={"title": f"task {i}"}, headers=bearer(token)
+            f"/api/{user.id}/tasks",
+            json={"title": f"task {i}"},
+            headers={**bearer(token), "Idempotency-Key": f"add-{i}"},
         )
         assert response.status_code == 201, response.text
 
@@ -61,7 +65,8 @@ async def rows_of(engine: AsyncEngine, user_id: uuid.UUID) -> dict[str, int]:
                 text(
                     "SELECT (SELECT count(*) FROM users WHERE id = :id) AS users,"
                     " (SELECT count(*) FROM tasks WHERE user_id = :id) AS tasks,"
-                    " (SELECT count(*) FROM sessions WHERE user_id = :id) AS sessions"
+                    " (SELECT count(*) FROM sessions WHERE user_id = :id) AS sessions,"
+                    " (SELECT count(*) FROM idempotency_keys WHERE user_id = :id) AS keys"
                 ),
                 {"id": user_id},
             )
@@ -75,13 +80,24 @@ async def test_the_account_its_tasks_and_its_sessions_are_deleted(
     session = await log_in(client, stored_user)
     await log_in(client, stored_user)
     await add_tasks(client, stored_user, session["access_token"], 3)
-    assert await rows_of(engine, stored_user.id) == {"users": 1, "tasks": 3, "sessions": 2}
+    assert await rows_of(engine, stored_user.id) == {
+        "users": 1,
+        "tasks": 3,
+        "sessions": 2,
+        "keys": 3,
+    }
 
     response = await delete_account(client, session["access_token"], stored_user.password)
 
     assert response.status_code == 204, response.text
     assert response.content == b""
-    assert await rows_of(engine, stored_user.id) == {"users": 0, "tasks": 0, "sessions": 0}
+    # The stored answers (copies of the tasks) go with it, in the same statement.
+    assert await rows_of(engine, stored_user.id) == {
+        "users": 0,
+        "tasks": 0,
+        "sessions": 0,
+        "keys": 0,
+    }
 
 
 async def test_the_refresh_cookie_is_cleared(
@@ -142,7 +158,12 @@ async def test_another_users_account_tasks_and_sessions_are_untouched(
     response = await delete_account(client, mine["access_token"], stored_user.password)
 
     assert response.status_code == 204, response.text
-    assert await rows_of(engine, someone_else.id) == {"users": 1, "tasks": 2, "sessions": 1}
+    assert await rows_of(engine, someone_else.id) == {
+        "users": 1,
+        "tasks": 2,
+        "sessions": 1,
+        "keys": 2,
+    }
     listed = await client.get(
         f"/api/{someone_else.id}/tasks", headers=bearer(theirs["access_token"])
     )
@@ -161,7 +182,12 @@ async def test_a_wrong_password_is_403_and_deletes_nothing(
     assert response.status_code == 403, response.text
     assert response.json() == {"detail": "The password is incorrect", "code": "wrong_password"}
     assert "set-cookie" not in response.headers
-    assert await rows_of(engine, stored_user.id) == {"users": 1, "tasks": 2, "sessions": 1}
+    assert await rows_of(engine, stored_user.id) == {
+        "users": 1,
+        "tasks": 2,
+        "sessions": 1,
+        "keys": 2,
+    }
     me = await client.get(ME_URL, headers=bearer(session["access_token"]))
     assert me.status_code == 200, me.text
 
@@ -173,7 +199,12 @@ async def test_without_a_token_it_is_401_and_deletes_nothing(
 
     assert response.status_code == 401, response.text
     assert response.json() == {"detail": "Not authenticated", "code": "not_authenticated"}
-    assert await rows_of(engine, stored_user.id) == {"users": 1, "tasks": 0, "sessions": 0}
+    assert await rows_of(engine, stored_user.id) == {
+        "users": 1,
+        "tasks": 0,
+        "sessions": 0,
+        "keys": 0,
+    }
 
 
 async def test_without_the_password_it_is_422_and_deletes_nothing(
@@ -185,7 +216,12 @@ async def test_without_the_password_it_is_422_and_deletes_nothing(
 
     assert response.status_code == 422, response.text
     assert response.json()["code"] == "validation_error"
-    assert await rows_of(engine, stored_user.id) == {"users": 1, "tasks": 0, "sessions": 1}
+    assert await rows_of(engine, stored_user.id) == {
+        "users": 1,
+        "tasks": 0,
+        "sessions": 1,
+        "keys": 0,
+    }
 
 
 async def test_a_deletion_checked_against_a_hash_replaced_since_deletes_nothing(
@@ -196,7 +232,12 @@ async def test_a_deletion_checked_against_a_hash_replaced_since_deletes_nothing(
     deleted = await UserRepository(database).delete(stored_user.id, verified_hash="replaced")
 
     assert deleted is False
-    assert await rows_of(engine, stored_user.id) == {"users": 1, "tasks": 0, "sessions": 0}
+    assert await rows_of(engine, stored_user.id) == {
+        "users": 1,
+        "tasks": 0,
+        "sessions": 0,
+        "keys": 0,
+    }
 
 
 @pytest.fixture

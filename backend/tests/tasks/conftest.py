@@ -36,7 +36,7 @@ async def accounts(app: FastAPI, engine: AsyncEngine) -> AsyncIterator[Accounts]
             stranger=await sign_up_via(http, f"stranger-{run}@example.com"),
         )
     async with engine.begin() as connection:
-        await connection.exec_driver_sql("TRUNCATE users, tasks CASCADE")
+        await connection.exec_driver_sql("TRUNCATE users, tasks, idempotency_keys CASCADE")
 
 
 def _shared(request: pytest.FixtureRequest, account: Account) -> Account:
