@@ -55,7 +55,7 @@ class Requests:
         self.writers = [line.split(" ") for line in writers.read_text().splitlines()]
 
     def scope(self, workload: str, number: int) -> tuple[dict[str, Any], bytes]:
-        users = self.writers if workload in ("w3", "w4") else self.readers
+        users = self.writers if workload in ("w3", "w4", "w3k", "w4k") else self.readers
         user_id, token, tasks = users[number % len(users)]
         task_ids = tasks.split(",")
         task_id = task_ids[(number // len(users)) % len(task_ids)]
@@ -68,8 +68,13 @@ class Requests:
                 b'{"title":"bench task %d","description":"created in process"}' % number,
             ),
             "w4": ("PATCH", f"/api/{user_id}/tasks/{task_id}/complete", b""),
-        }[workload]
+        }[workload.removesuffix("k")]
         headers = [(b"host", b"127.0.0.1:8000"), (b"authorization", f"Bearer {token}".encode())]
+        if workload.endswith("k"):
+            # As wrk.lua's keyed variants, with If-Match: * (a version this loop does not track).
+            headers.append((b"idempotency-key", f"inprocess-{uuid.uuid4()}".encode()))
+            if workload == "w4k":
+                headers.append((b"if-match", b"*"))
         if body:
             headers += [
                 (b"content-type", b"application/json"),
@@ -112,7 +117,7 @@ async def _call(app: Asgi, scope: dict[str, Any], body: bytes) -> int:
 
 
 async def cpu_per_request(app: Asgi, requests: Requests, workload: str, count: int) -> float:
-    expected = 201 if workload == "w3" else 200
+    expected = 201 if workload in ("w3", "w3k") else 200
     for number in range(WARMUP):
         status = await _call(app, *requests.scope(workload, number))
         if status != expected:
