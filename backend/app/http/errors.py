@@ -141,7 +141,7 @@ class ValidationErrorBody(ErrorBody):
     errors: list[ValidationErrorItem]
 
 
-_RETRY_AFTER = {
+RETRY_AFTER_HEADER = {
     "Retry-After": {
         "schema": {"type": "integer", "minimum": 1},
         "description": "Seconds to wait before trying again",
@@ -165,7 +165,11 @@ ERROR_DESCRIPTIONS = {
     429: "Too many attempts; retry after Retry-After seconds",
     503: "Database unavailable or too slow; retry after Retry-After seconds",
 }
-ERROR_HEADERS: dict[int, dict[str, Any]] = {401: _CHALLENGE, 429: _RETRY_AFTER, 503: _RETRY_AFTER}
+ERROR_HEADERS: dict[int, dict[str, Any]] = {
+    401: _CHALLENGE,
+    429: RETRY_AFTER_HEADER,
+    503: RETRY_AFTER_HEADER,
+}
 # On every operation (FastAPI(responses=...)): the answer to a bug, so generated clients know
 # its body too.
 UNEXPECTED_ERROR_RESPONSE: dict[int | str, dict[str, Any]] = {

@@ -217,22 +217,14 @@ class TaskRepository:
             statements, precondition, idempotency, task_id=task_id, **values
         )
         if written is None:
-            # Missing, not the owner's, or not the version If-Match named: one more read tells.
-            task = await self._check(task_id, precondition)
+            # Missing or not the owner's (404 from the read), or not the version If-Match named.
+            task = await self.get(task_id)
             if precondition is None or precondition.versions is None:
                 raise TaskNotFoundError()  # it appeared (a client-chosen id) after the write
-            # The version named became current after the write looked: a version the client
-            # could not have seen when it sent the request, so still a conflict.
+            # Stale, or the version named became current only after the write looked (one the
+            # client could not have seen): a conflict either way, with the task as it is now.
             raise TaskVersionConflictError.about(task)
         return written
-
-    async def _check(self, task_id: uuid.UUID, precondition: Precondition | None) -> Row:
-        """The task as it is, if ``precondition`` holds; 404 or 412 otherwise."""
-        task = await self.get(task_id)
-        versions = precondition.versions if precondition is not None else None
-        if versions is not None and task["version"] not in versions:
-            raise TaskVersionConflictError.about(task)
-        return task
 
     async def _one(self, statement: Statement, **values: Any) -> Row | None:
         """Run one statement for this owner; its first row, if any."""

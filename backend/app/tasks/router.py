@@ -11,7 +11,7 @@ from pydantic import StringConstraints
 from pydantic.json_schema import SkipJsonSchema
 
 from app.http.conditional import none_match, version_etag
-from app.http.errors import ErrorBody, error_responses
+from app.http.errors import RETRY_AFTER_HEADER, ErrorBody, error_responses
 from app.idempotency.deps import IdempotencyKeyHeader, IfMatchHeader, safe_write
 from app.idempotency.replay import StoredResponse
 from app.tasks.deps import TaskRepoDep
@@ -70,12 +70,7 @@ _KEY_IN_USE: dict[int | str, dict[str, Any]] = {
         "model": ErrorBody,
         "description": "idempotency_key_in_use: a request with this Idempotency-Key is still "
         "running; retry after Retry-After seconds",
-        "headers": {
-            "Retry-After": {
-                "schema": {"type": "integer", "minimum": 1},
-                "description": "Seconds to wait before trying again",
-            }
-        },
+        "headers": RETRY_AFTER_HEADER,
     }
 }
 _PRECONDITIONS: dict[int | str, dict[str, Any]] = {
