@@ -7,9 +7,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+)
 from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import CoreSchema, core_schema
+from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 
 Ranges = tuple[tuple[int, int], ...]
 
@@ -162,10 +169,21 @@ def _without_null(schema: dict[str, Any]) -> None:
         del schema["default"]
 
 
-# For an optional field that may be absent but not null (a validator refuses the null): the
-# schema offers no null to send, while the type stays `X | None`, which pydantic reports as one
-# error at the field's own location (a union would report one per member).
+def _refuse_null(value: object) -> object:
+    if value is None:
+        raise PydanticCustomError("null_refused", "cannot be null")
+    return value
+
+
+# For an optional field that may be absent but not null: the schema offers no null to send, and
+# a null sent anyway is refused before the type is checked, as one error at the field's own
+# location (the type stays `X | None`, whose union would report one error per member). The
+# check is a field validator, which runs only when the field is present: an absent field costs
+# nothing, where a model validator would run on every body.
 NOT_NULLABLE = Field(json_schema_extra=_without_null)
+# A FieldInfo's metadata is where pydantic keeps the validators that Annotated carries: one
+# marker then does both jobs.
+NOT_NULLABLE.metadata.append(BeforeValidator(_refuse_null))
 
 
 class RequestBody(BaseModel):

@@ -25,6 +25,7 @@ def _at_least_characters(ctx: Mapping[str, Any]) -> str:
 # What each pydantic error type means, as the end of a sentence about the field (ctx -> text).
 _PHRASES: dict[str, Phrase] = {
     "missing": lambda _: "is required",
+    "null_refused": lambda _: "cannot be null",
     "string_too_short": _at_least_characters,
     "string_too_long": lambda ctx: f"must be at most {ctx.get('max_length')} characters long",
     "too_short": lambda ctx: f"must have at least {ctx.get('min_length')} items",

@@ -6,13 +6,14 @@ from collections.abc import Mapping
 from typing import Annotated, Any
 
 import structlog
-from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import StringConstraints
 from pydantic.json_schema import SkipJsonSchema
 
 from app.http.conditional import none_match, version_etag
 from app.http.errors import RETRY_AFTER_HEADER, ErrorBody, error_responses
-from app.idempotency.deps import IdempotencyKeyHeader, IfMatchHeader, safe_write
+from app.http.request_headers import IF_NONE_MATCH, documented
+from app.idempotency.deps import CHANGE_HEADERS, CREATE_HEADERS, safe_write
 from app.idempotency.replay import StoredResponse
 from app.tasks.deps import TaskRepoDep
 from app.tasks.pagination import CURSOR_PATTERN, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Cursor
@@ -51,10 +52,7 @@ class TaskVersionConflict(ErrorBody):
     current: TaskRead
 
 
-IfNoneMatchHeader = Annotated[
-    str | SkipJsonSchema[None],
-    Header(description="ETags the client holds: a match answers 304 without a body"),
-]
+CONDITIONAL_READ_HEADERS = documented(IF_NONE_MATCH)
 _ETAG = {"ETag": {"schema": {"type": "string"}, "description": 'The version, quoted: `"3"`'}}
 _REPLAYED = {
     "Idempotent-Replayed": {
@@ -150,6 +148,7 @@ def _page_etag(content: bytes, link: str | None) -> str:
         },
         **_NOT_MODIFIED,
     },
+    openapi_extra=CONDITIONAL_READ_HEADERS,
 )
 async def list_tasks(
     request: Request,
@@ -163,7 +162,6 @@ async def list_tasks(
         Annotated[str, StringConstraints(pattern=CURSOR_PATTERN)] | SkipJsonSchema[None],
         Query(description="From the previous page's Link header"),
     ] = None,
-    if_none_match: IfNoneMatchHeader = None,
 ) -> Response:
     after = Cursor.decode(cursor) if cursor is not None else None
     page = await tasks.list(limit=limit + 1, completed=completed, after=after)
@@ -177,6 +175,7 @@ async def list_tasks(
         headers["Link"] = f'<{next_url}>; rel="next"'
     content = tasks_json(page)
     headers["ETag"] = _page_etag(content, headers.get("Link"))
+    if_none_match = IF_NONE_MATCH.read(request)
     if if_none_match is not None and none_match(if_none_match, headers["ETag"]):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
     return TaskJSONResponse(content, headers=headers)
@@ -186,27 +185,30 @@ async def list_tasks(
     "/{task_id}",
     response_model=TaskRead,
     responses={200: {"headers": _ETAG}, **_NOT_MODIFIED, **NOT_FOUND},
+    openapi_extra=CONDITIONAL_READ_HEADERS,
 )
-async def get_task(
-    task_id: uuid.UUID, tasks: TaskRepoDep, if_none_match: IfNoneMatchHeader = None
-) -> Response:
+async def get_task(task_id: uuid.UUID, request: Request, tasks: TaskRepoDep) -> Response:
     task = await tasks.get(task_id)
     etag = version_etag(task["version"])
+    if_none_match = IF_NONE_MATCH.read(request)
     if if_none_match is not None and none_match(if_none_match, etag):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
     return TaskJSONResponse(task_json(task), headers={"ETag": etag})
 
 
-@router.patch("/{task_id}/complete", response_model=TaskRead, responses={**CHANGE, **NOT_FOUND})
+@router.patch(
+    "/{task_id}/complete",
+    response_model=TaskRead,
+    responses={**CHANGE, **NOT_FOUND},
+    openapi_extra=CHANGE_HEADERS,
+)
 async def toggle_task(
     task_id: uuid.UUID,
     request: Request,
     tasks: TaskRepoDep,
-    if_match: IfMatchHeader = None,
-    idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
     """Flip ``completed`` (atomically, in one statement)."""
-    write = await safe_write(request, if_match, idempotency_key, task_id=str(task_id))
+    write = await safe_write(request, task_id=str(task_id))
     task = await tasks.toggle(
         task_id, precondition=write.precondition, idempotency=write.idempotency
     )
@@ -242,16 +244,16 @@ async def toggle_task(
             },
         ),
     },
+    openapi_extra=CREATE_HEADERS,
 )
 async def create_task(
     body: TaskCreate,
     request: Request,
     tasks: TaskRepoDep,
-    idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
     """A client may choose the id (an offline client refers to it before it syncs): an id
     already taken answers 409 ``task_exists``, unless the same Idempotency-Key replays."""
-    write = await safe_write(request, None, idempotency_key, changes_existing=False)
+    write = await safe_write(request, changes_existing=False)
     task = await tasks.create(
         title=body.title,
         description=body.description,
@@ -269,17 +271,20 @@ async def create_task(
     )
 
 
-@router.put("/{task_id}", response_model=TaskRead, responses={**CHANGE, **WRITE_NOT_FOUND})
+@router.put(
+    "/{task_id}",
+    response_model=TaskRead,
+    responses={**CHANGE, **WRITE_NOT_FOUND},
+    openapi_extra=CHANGE_HEADERS,
+)
 async def replace_task(
     task_id: uuid.UUID,
     body: TaskUpdate,
     request: Request,
     tasks: TaskRepoDep,
-    if_match: IfMatchHeader = None,
-    idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
     """Replace title (and description if given); ``completed`` is left as it is."""
-    write = await safe_write(request, if_match, idempotency_key, task_id=str(task_id))
+    write = await safe_write(request, task_id=str(task_id))
     task = await tasks.update(
         task_id,
         precondition=write.precondition,
@@ -292,17 +297,20 @@ async def replace_task(
     return _task_response(task)
 
 
-@router.patch("/{task_id}", response_model=TaskRead, responses={**CHANGE, **WRITE_NOT_FOUND})
+@router.patch(
+    "/{task_id}",
+    response_model=TaskRead,
+    responses={**CHANGE, **WRITE_NOT_FOUND},
+    openapi_extra=CHANGE_HEADERS,
+)
 async def patch_task(
     task_id: uuid.UUID,
     body: TaskPatch,
     request: Request,
     tasks: TaskRepoDep,
-    if_match: IfMatchHeader = None,
-    idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
     """Change only the fields sent."""
-    write = await safe_write(request, if_match, idempotency_key, task_id=str(task_id))
+    write = await safe_write(request, task_id=str(task_id))
     changes = body.model_dump(exclude_unset=True)
     task = await tasks.update(
         task_id, precondition=write.precondition, idempotency=write.idempotency, **changes
@@ -318,15 +326,14 @@ async def patch_task(
     "/{task_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     responses={**_written(204), **_PRECONDITIONS, **NOT_FOUND},
+    openapi_extra=CHANGE_HEADERS,
 )
 async def delete_task(
     task_id: uuid.UUID,
     request: Request,
     tasks: TaskRepoDep,
-    if_match: IfMatchHeader = None,
-    idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
-    write = await safe_write(request, if_match, idempotency_key, task_id=str(task_id))
+    write = await safe_write(request, task_id=str(task_id))
     stored = await tasks.delete(
         task_id, precondition=write.precondition, idempotency=write.idempotency
     )

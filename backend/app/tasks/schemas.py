@@ -7,7 +7,7 @@ from typing import Annotated, Any, get_args
 
 import asyncpg
 import orjson
-from pydantic import BaseModel, Field, RootModel, StringConstraints, model_validator
+from pydantic import BaseModel, Field, RootModel, StringConstraints
 
 from app.http.schemas import MULTI_LINE, NOT_NULLABLE, SINGLE_LINE, RequestBody
 from app.tasks.models import DESCRIPTION_MAX_LENGTH, TITLE_MAX_LENGTH
@@ -33,12 +33,6 @@ class TaskCreate(RequestBody):
     title: Title
     description: Description | None = None
 
-    @model_validator(mode="after")
-    def _id_is_not_nullable(self) -> TaskCreate:
-        if "id" in self.model_fields_set and self.id is None:
-            raise ValueError("id cannot be null")
-        return self
-
 
 class TaskUpdate(RequestBody):
     """PUT: replaces the title; ``description`` omitted keeps it, ``null`` clears it."""
@@ -55,13 +49,6 @@ class TaskPatch(RequestBody):
     title: Annotated[Title | None, NOT_NULLABLE] = None
     description: Description | None = None
     completed: Annotated[bool | None, NOT_NULLABLE] = None
-
-    @model_validator(mode="after")
-    def _title_and_completed_are_not_nullable(self) -> TaskPatch:
-        for field in ("title", "completed"):
-            if field in self.model_fields_set and getattr(self, field) is None:
-                raise ValueError(f"{field} cannot be null")
-        return self
 
 
 class TaskRead(BaseModel):

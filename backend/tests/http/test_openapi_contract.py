@@ -99,6 +99,29 @@ def test_no_parameter_offers_null(openapi: dict[str, Any]) -> None:
             assert parameter["schema"].get("type") != "null", (name, parameter)
 
 
+# The optional headers each task route reads itself (http/request_headers.py), which the
+# schema must still publish for generated clients to send them.
+TASK_HEADERS = {
+    "list_tasks": {"If-None-Match"},
+    "get_task": {"If-None-Match"},
+    "create_task": {"Idempotency-Key"},
+    "replace_task": {"If-Match", "Idempotency-Key"},
+    "patch_task": {"If-Match", "Idempotency-Key"},
+    "delete_task": {"If-Match", "Idempotency-Key"},
+    "toggle_task": {"If-Match", "Idempotency-Key"},
+}
+
+
+def test_task_routes_publish_the_optional_headers_they_read(openapi: dict[str, Any]) -> None:
+    for name, operation in operations(openapi).items():
+        headers = [p for p in operation.get("parameters", []) if p["in"] == "header"]
+        assert {header["name"] for header in headers} == TASK_HEADERS.get(name, set()), name
+        for header in headers:
+            assert header["required"] is False
+            assert header["schema"] == {"type": "string"}
+            assert header["description"]
+
+
 def test_error_code_is_an_enum_of_every_code_the_app_can_send(openapi: dict[str, Any]) -> None:
     schemas = openapi["components"]["schemas"]
     raised = {error.code for error in subclasses(AppError) | {AppError}}
