@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection
 
 from alembic import context
 from app.auth import models as auth_models  # noqa: F401  (registers the table)
+from app.changes import models as change_models  # noqa: F401  (registers the tables)
 from app.db.engine import create_engine
 from app.db.models import Base
 from app.idempotency import models as idempotency_models  # noqa: F401  (registers the table)

@@ -16,9 +16,12 @@ from app.auth.export import ExportSlots
 from app.auth.rate_limit import RateLimiter
 from app.auth.router import router as auth_router
 from app.auth.tokens import TokenCodec
+from app.changes.retention import tombstone_purge
+from app.changes.router import router as changes_router
 from app.db.database import Database
 from app.db.engine import connect_outside_pool
 from app.db.notifications import NotificationListener
+from app.db.purge import BatchPurge
 from app.http.allowed_hosts import AllowedHostsMiddleware
 from app.http.body_limit import BodySizeLimitMiddleware
 from app.http.cors import CREDENTIALED_PATHS, CrossOriginMiddleware
@@ -28,7 +31,7 @@ from app.http.handlers import register_error_handlers
 from app.http.last_resort import LastResortErrorMiddleware
 from app.http.openapi import install_openapi, operation_id
 from app.http.security_headers import SecurityHeadersMiddleware
-from app.idempotency.purge import KeyPurge
+from app.idempotency.purge import key_purge
 from app.observability.health import router as health_router
 from app.observability.logging import configure_logging
 from app.observability.metrics import Metrics
@@ -39,6 +42,8 @@ from app.sessions.models import SESSION_ENDED_CHANNEL
 from app.sessions.router import router as sessions_router
 from app.settings import Settings, load_settings
 from app.tasks.router import router as tasks_router
+from app.tasks.trash_purge import trash_purge
+from app.tasks.trash_router import router as trash_router
 
 logger = structlog.get_logger("app.main")
 
@@ -76,6 +81,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     register_error_handlers(app)
     # Routes are matched in order: the task routes, which take nearly all the traffic, first.
     app.include_router(tasks_router)
+    app.include_router(trash_router)
+    app.include_router(changes_router)
     app.include_router(auth_router)
     app.include_router(sessions_router)
     app.include_router(health_router)
@@ -113,7 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 def _lifespan(
     settings: Settings, sessions: SessionConfig, metrics: Metrics | None
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[LifespanState]]:
-    """What lives as long as the app: the pool, the LISTEN connection, the key purge."""
+    """What lives as long as the app: the pool, the LISTEN connection, the purges."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[LifespanState]:
@@ -123,14 +130,17 @@ def _lifespan(
             channels={SESSION_ENDED_CHANNEL: sessions.revoked.on_notification},
             on_connect=sessions.revoked.reload,
         )
-        key_purge: KeyPurge | None = None
+        purges: list[BatchPurge] = []
         try:
             await database.wait_until_ready(settings.db_startup_deadline_seconds)
             logger.info("database_ready", database=database.target.display)
             # Ended sessions reach this process through the database's notifications; the
             # revocation list is (re)loaded each time the listener (re)connects.
             await listener.start(settings.db_startup_deadline_seconds)
-            key_purge = KeyPurge.start(database, settings)
+            purges = [
+                purge(database, settings).start()
+                for purge in (key_purge, trash_purge, tombstone_purge)
+            ]
             if metrics:
                 metrics.watch_pool(database)
             # What start-up built (modules, routes, schemas, the pool) lives as long as the
@@ -144,8 +154,8 @@ def _lifespan(
             gc.unfreeze()  # a process that builds another app (the tests) collects as usual
             if metrics:
                 metrics.unwatch_pool()
-            if key_purge is not None:
-                await key_purge.stop()
+            for running in purges:
+                await running.stop()
             await listener.stop()
             await database.dispose()
             logger.info("database_disposed")

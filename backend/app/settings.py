@@ -94,6 +94,13 @@ class Settings(BaseSettings):
     idempotency_key_retention_hours: float = Field(24, gt=0, le=24 * 365)
     idempotency_purge_interval_seconds: float = Field(60, gt=0, le=86400)
 
+    # The trash and the change feed (README "Sync"): how long a trashed task stays restorable,
+    # how long the feed remembers a task deleted for good (an older cursor answers 410), and
+    # how often one replica purges both.
+    trash_retention_days: float = Field(30, gt=0, le=3650)
+    changes_retention_days: float = Field(30, gt=0, le=3650)
+    retention_purge_interval_seconds: float = Field(60, gt=0, le=86400)
+
     # Abuse limits for signup and login (the `limits` notation: "N/period"; auth/rate_limit.py).
     rate_limit_auth_per_address: str = "30/minute"
     rate_limit_login_failures_per_account_and_address: str = "5/15 minutes"

@@ -83,7 +83,8 @@ class ExportResponse(StreamingResponse):
 
 async def export_document(database: Database, user_id: uuid.UUID) -> AsyncGenerator[bytes, None]:
     """``{"user": ..., "tasks": [...], "exported_at": ...}``, in chunks; every task is the
-    bytes the task routes send for it (tasks/schemas.py), oldest first."""
+    bytes the task routes send for it (tasks/schemas.py) and its ``deleted_at`` (the trash's
+    tasks are the account's data too), oldest first."""
     async with database.transaction(isolation="repeatable_read", readonly=True) as tx:
         user = await tx.fetch_one(EXPORT_USER, user_id=user_id)
         if user is None:

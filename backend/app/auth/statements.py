@@ -62,12 +62,12 @@ DELETE_USER = compile_statement(
 )
 
 # The export (auth/export.py): the account, and the snapshot's time, then every task of it in
-# the order it was created.
+# the order it was created, those in the trash too (with their deleted_at; null for the rest).
 EXPORT_USER = compile_statement(
     select(*USER_COLUMNS, func.now().label("exported_at")).where(users.c.id == bindparam("user_id"))
 )
 EXPORT_TASKS = compile_statement(
-    select(*TASK_COLUMNS)
+    select(*TASK_COLUMNS, tasks.c.deleted_at)
     .where(tasks.c.user_id == bindparam("user_id"))
     .order_by(tasks.c.created_at, tasks.c.id)
 )

@@ -49,6 +49,7 @@ class ErrorCode(StrEnum):
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
     IDEMPOTENCY_KEY_IN_USE = "idempotency_key_in_use"
     INVALID_CURSOR = "invalid_cursor"
+    CURSOR_EXPIRED = "cursor_expired"
     DATABASE_UNAVAILABLE = "database_unavailable"
     DATABASE_TIMEOUT = "database_timeout"
 
@@ -83,6 +84,10 @@ class MethodNotAllowedError(AppError):
 
 class ConflictError(AppError):
     status_code, code, message = 409, ErrorCode.CONFLICT, "Conflict"
+
+
+class GoneError(AppError):
+    status_code, code, message = 410, ErrorCode.CURSOR_EXPIRED, "Gone"
 
 
 class PreconditionFailedError(AppError):
@@ -158,6 +163,7 @@ ERROR_DESCRIPTIONS = {
     403: "The path's user_id is not the authenticated user",
     404: "Not found (or not yours)",
     409: "Conflicts with existing data",
+    410: "cursor_expired: the feed no longer holds what this cursor needs; sync in full",
     412: "If-Match names a version that is not the current one",
     413: "Request body too large",
     422: "Invalid input",

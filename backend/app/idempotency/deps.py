@@ -11,10 +11,11 @@ from app.http.errors import PreconditionRequiredError
 from app.http.request_headers import IDEMPOTENCY_KEY, IF_MATCH, documented
 from app.idempotency.keys import IdempotentRequest, parse_idempotency_key
 
-# The headers of a write that changes an existing resource, and of one that creates it, for
-# the routes' `openapi_extra` (read by `safe_write`, not declared: http/request_headers.py).
+# The headers of a write that changes an existing resource, and of one with no version to match
+# (a create, emptying the trash), for the routes' `openapi_extra` (read by `safe_write`, not
+# declared: http/request_headers.py).
 CHANGE_HEADERS = documented(IF_MATCH, IDEMPOTENCY_KEY)
-CREATE_HEADERS = documented(IDEMPOTENCY_KEY)
+KEY_HEADERS = documented(IDEMPOTENCY_KEY)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from app.idempotency.statements import (
     STORED_BODY,
     STORED_FINGERPRINT,
     STORED_STATUS,
+    WRITTEN_FIRST_COLUMN,
 )
 
 KEY_CONSTRAINT = "pk_idempotency_keys"
@@ -65,8 +66,7 @@ async def run_keyed(
             return _stored(row, request)
         if not row[CLAIMED]:
             raise IdempotencyKeyInUseError()
-        # Every keyed write returns the row's id: None means it wrote nothing.
-        if row["id"] is not None:
+        if row[WRITTEN_FIRST_COLUMN] is not None:
             return {name: value for name, value in row.items() if name not in _OUTCOME}
         # Nothing written: the row is missing, or its version is not If-Match's. Unless the
         # key's first request committed just after this statement's snapshot was taken (and

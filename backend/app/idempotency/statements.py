@@ -49,6 +49,9 @@ CLAIMED = "key_claimed"
 STORED_FINGERPRINT = "key_fingerprint"
 STORED_STATUS = "key_status"
 STORED_BODY = "key_body"
+# The written row's columns follow these four. Its first column is never null in a row the
+# write returned (an id, a count), so a null there means the write matched nothing.
+WRITTEN_FIRST_COLUMN = 4
 
 _OWNER = bindparam("owner_id", type_=UUID(as_uuid=True))
 _KEY = bindparam("idempotency_key", type_=idempotency_keys.c.key.type)

@@ -4,6 +4,7 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
@@ -37,8 +38,26 @@ class Task(UUIDPrimaryKey, Timestamps, Base):
         CheckConstraint(
             "completed = (completed_at IS NOT NULL)", name="completed_at_matches_completed"
         ),
-        # Serves "one user's tasks, newest first" and its keyset pagination.
-        Index("ix_tasks_user_id_created_at_id", "user_id", "created_at", "id"),
+        # Serves "one user's tasks, newest first" and its keyset pagination: live tasks only,
+        # so the trash never slows a listing down.
+        Index(
+            "ix_tasks_user_id_created_at_id",
+            "user_id",
+            "created_at",
+            "id",
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
+        # The trash, most recently deleted first (trash routes), and the trash's purge by age.
+        Index(
+            "ix_tasks_user_id_deleted_at_id",
+            "user_id",
+            "deleted_at",
+            "id",
+            postgresql_where=text("deleted_at IS NOT NULL"),
+        ),
+        Index("ix_tasks_deleted_at", "deleted_at", postgresql_where=text("deleted_at IS NOT NULL")),
+        # The change feed: one user's tasks in the order they last changed (changes/).
+        Index("uq_tasks_user_id_change_seq", "user_id", "change_seq", unique=True),
     )
 
     user_id: Mapped[uuid.UUID] = mapped_column(
@@ -50,3 +69,8 @@ class Task(UUIDPrimaryKey, Timestamps, Base):
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     # 1 on create, +1 on every change (the tasks_bump_version trigger); the task's ETag.
     version: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("1"))
+    # Set when the task goes to the trash; the task routes see only tasks without it.
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # The owner's change counter when the task last changed (created, changed, trashed,
+    # restored), set by the tasks_record_change trigger: the change feed's order (changes/).
+    change_seq: Mapped[int] = mapped_column(BigInteger, nullable=False)

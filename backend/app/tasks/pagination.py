@@ -1,4 +1,5 @@
-"""Opaque keyset cursors for the newest-first task list: the (created_at, id) of the last row.
+"""Opaque keyset cursors for the newest-first listings: the (time, id) of the last row, where the
+time is what the listing is ordered by (created_at for the tasks, deleted_at for the trash).
 
 A cursor is 24 bytes (microseconds since the epoch, the task id) in URL-safe base64: always 32
 characters, so OpenAPI can describe exactly what a valid cursor looks like. Any such string is a
@@ -31,11 +32,11 @@ _VALID = re.compile(CURSOR_PATTERN)
 
 @dataclass(frozen=True)
 class Cursor:
-    created_at: datetime
+    at: datetime
     id: uuid.UUID
 
     def encode(self) -> str:
-        micros = (self.created_at - _EPOCH) // _MICROSECOND
+        micros = (self.at - _EPOCH) // _MICROSECOND
         return base64.urlsafe_b64encode(_LAYOUT.pack(micros, self.id.bytes)).decode()
 
     @classmethod
@@ -44,4 +45,4 @@ class Cursor:
             raise InvalidCursorError()
         micros, id_bytes = _LAYOUT.unpack(base64.urlsafe_b64decode(token))
         micros = min(max(micros, _MIN_MICROS), _MAX_MICROS)
-        return cls(created_at=_EPOCH + micros * _MICROSECOND, id=uuid.UUID(bytes=id_bytes))
+        return cls(at=_EPOCH + micros * _MICROSECOND, id=uuid.UUID(bytes=id_bytes))

@@ -33,10 +33,15 @@ from app.tasks.errors import TaskExistsError, TaskNotFoundError, TaskVersionConf
 from app.tasks.pagination import Cursor
 from app.tasks.statements import (
     CREATE_TASK,
-    DELETE_TASK,
+    EMPTY_TRASH,
     GET_TASK,
+    GET_TRASHED,
     LIST_TASKS,
+    LIST_TRASH,
+    PURGE_TASK,
+    RESTORE_TASK,
     TOGGLE_TASK,
+    TRASH_TASK,
     UPDATABLE,
     UPDATE_TASK,
     WriteStatements,
@@ -102,6 +107,9 @@ class TaskRepository:
     async def get(self, task_id: uuid.UUID) -> Row:
         return await self._found(await self._one(GET_TASK, task_id=task_id))
 
+    async def get_trashed(self, task_id: uuid.UUID) -> Row:
+        return await self._found(await self._one(GET_TRASHED, task_id=task_id))
+
     async def list(
         self, *, limit: int, completed: bool | None = None, after: Cursor | None = None
     ) -> Rows:
@@ -110,7 +118,7 @@ class TaskRepository:
         if completed is not None:
             filters["completed"] = completed
         if after is not None:
-            filters["after_created_at"] = after.created_at
+            filters["after_created_at"] = after.at
             filters["after_id"] = after.id
         statement = LIST_TASKS[completed is not None, after is not None]
         rows = await self._all(statement, **filters)
@@ -184,9 +192,74 @@ class TaskRepository:
         precondition: Precondition | None = None,
         idempotency: IdempotentRequest | None = None,
     ) -> StoredResponse | None:
-        """None once deleted; a stored response when the key's first request already did."""
-        written = await self._write_found(DELETE_TASK, task_id, precondition, idempotency)
+        """Move the task to the trash. None once done; a stored response when the key's first
+        request already did."""
+        written = await self._write_found(TRASH_TASK, task_id, precondition, idempotency)
         return written if isinstance(written, StoredResponse) else None
+
+    async def list_trash(self, *, limit: int, after: Cursor | None = None) -> Rows:
+        """Most recently deleted first; ``after`` continues a listing."""
+        if after is None:
+            rows = await self._all(LIST_TRASH[False], limit=limit)
+        else:
+            rows = await self._all(
+                LIST_TRASH[True],
+                limit=limit,
+                after_deleted_at=after.at,
+                after_id=after.id,
+            )
+        if not rows:
+            await UserRepository(self._database).ensure_exists(self._owner_id)
+        return rows
+
+    @overload
+    async def restore(
+        self, task_id: uuid.UUID, *, precondition: Precondition | None = ...
+    ) -> Task: ...
+    @overload
+    async def restore(
+        self,
+        task_id: uuid.UUID,
+        *,
+        precondition: Precondition | None = ...,
+        idempotency: IdempotentRequest | None,
+    ) -> Task | StoredResponse: ...
+    async def restore(
+        self,
+        task_id: uuid.UUID,
+        *,
+        precondition: Precondition | None = None,
+        idempotency: IdempotentRequest | None = None,
+    ) -> Task | StoredResponse:
+        """Take the task out of the trash (a change: a new version)."""
+        return await self._write_found(
+            RESTORE_TASK, task_id, precondition, idempotency, trashed=True
+        )
+
+    async def purge(
+        self,
+        task_id: uuid.UUID,
+        *,
+        precondition: Precondition | None = None,
+        idempotency: IdempotentRequest | None = None,
+    ) -> StoredResponse | None:
+        """Delete a trashed task for good."""
+        written = await self._write_found(
+            PURGE_TASK, task_id, precondition, idempotency, trashed=True
+        )
+        return written if isinstance(written, StoredResponse) else None
+
+    async def empty_trash(
+        self, *, idempotency: IdempotentRequest | None = None
+    ) -> StoredResponse | None:
+        """Delete every trashed task for good."""
+        written = await self._write(EMPTY_TRASH, None, idempotency)
+        if isinstance(written, StoredResponse):
+            return written
+        if written is None or written["purged"] == 0:
+            # Nothing purged: an empty trash is an answer only for an account that exists.
+            await UserRepository(self._database).ensure_exists(self._owner_id)
+        return None
 
     async def _write(
         self,
@@ -211,14 +284,17 @@ class TaskRepository:
         task_id: uuid.UUID,
         precondition: Precondition | None,
         idempotency: IdempotentRequest | None,
+        *,
+        trashed: bool = False,
         **values: Any,
     ) -> Task | StoredResponse:
+        """A write of one task, live or (``trashed``) in the trash."""
         written = await self._write(
             statements, precondition, idempotency, task_id=task_id, **values
         )
         if written is None:
             # Missing or not the owner's (404 from the read), or not the version If-Match named.
-            task = await self.get(task_id)
+            task = await (self.get_trashed(task_id) if trashed else self.get(task_id))
             if precondition is None or precondition.versions is None:
                 raise TaskNotFoundError()  # it appeared (a client-chosen id) after the write
             # Stale, or the version named became current only after the write looked (one the

@@ -65,6 +65,14 @@ class TaskRead(BaseModel):
     )
 
 
+class TrashedTask(TaskRead):
+    deleted_at: datetime = Field(description="When the task went to the trash")
+
+
+class TrashList(RootModel[list[TrashedTask]]):
+    """A page of the trash, most recently deleted first (the next page is in the Link header)."""
+
+
 class TaskList(RootModel[list[TaskRead]]):
     """A page of tasks, newest first (a JSON array; the next page is in the Link header)."""
 
@@ -106,6 +114,13 @@ def stored_task(text: str) -> dict[str, Any]:
         if task[name] is not None:
             task[name] = datetime.fromisoformat(task[name]).astimezone(UTC)
     return task
+
+
+def task_fields_json(row: asyncpg.Record | Mapping[str, Any]) -> bytes:
+    """A task's TaskRead fields only, from a row that carries more columns (the feed's)."""
+    return orjson.dumps(
+        {name: row[name] for name in _FIELDS}, default=_uuid_text, option=_JSON_OPTIONS
+    )
 
 
 def tasks_json(rows: Iterable[asyncpg.Record]) -> bytes:

@@ -16,12 +16,14 @@ from sqlalchemy import (
     ColumnElement,
     Integer,
     Table,
+    and_,
     any_,
     bindparam,
     case,
     delete,
     func,
     insert,
+    null,
     select,
     tuple_,
     update,
@@ -31,15 +33,20 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from app.db.statements import Statement, compile_statement
 from app.idempotency.statements import Write, keyed_write
 from app.tasks.models import Task
-from app.tasks.schemas import TaskRead
+from app.tasks.schemas import TaskRead, TrashedTask
 
 tasks = cast(Table, Task.__table__)
 # The columns of a task as the API returns it, in TaskRead's order: the one list of them.
 TASK_COLUMNS = tuple(tasks.c[name] for name in TaskRead.model_fields)
+TRASHED_COLUMNS = tuple(tasks.c[name] for name in TrashedTask.model_fields)
 UPDATABLE = ("title", "description", "completed")
 
-_OWNED = tasks.c.user_id == bindparam("owner_id")
+_OWNER = tasks.c.user_id == bindparam("owner_id")
+# The task routes see the owner's live tasks; the trash routes the trashed ones.
+_OWNED = and_(_OWNER, tasks.c.deleted_at.is_(None))
 _THIS_TASK = (_OWNED, tasks.c.id == bindparam("task_id"))
+_TRASHED = and_(_OWNER, tasks.c.deleted_at.is_not(None))
+_THIS_TRASHED = (_TRASHED, tasks.c.id == bindparam("task_id"))
 # If-Match: the task's version must be one of those named (bound as an int[]).
 _VERSION_MATCHES = tasks.c.version == any_(bindparam("versions", type_=ARRAY(Integer)))
 
@@ -80,8 +87,36 @@ def _toggle(*guards: Guard) -> Write:
     )
 
 
-def _delete(*guards: Guard) -> Write:
-    return delete(tasks).where(*_THIS_TASK, *guards).returning(tasks.c.id)
+def _trash(*guards: Guard) -> Write:
+    # DELETE on a task moves it to the trash: its id stays taken, and the feed says "deleted".
+    return (
+        update(tasks)
+        .where(*_THIS_TASK, *guards)
+        .values(deleted_at=func.now())
+        .returning(tasks.c.id)
+    )
+
+
+def _restore(*guards: Guard) -> Write:
+    return (
+        update(tasks)
+        .where(*_THIS_TRASHED, *guards)
+        .values(deleted_at=null())
+        .returning(*TASK_COLUMNS)
+    )
+
+
+def _purge(*guards: Guard) -> Write:
+    return delete(tasks).where(*_THIS_TRASHED, *guards).returning(tasks.c.id)
+
+
+def _empty_trash(*guards: Guard) -> Write:
+    # One row whatever the trash held, so that a keyed empty stores (and replays) one answer;
+    # none when a guard (the key's claim) fails, so that nothing is stored then (HAVING: an
+    # aggregate's WHERE would still leave its one row).
+    purged = delete(tasks).where(_TRASHED, *guards).returning(tasks.c.id).cte("purged")
+    counted = select(func.count().label("purged")).select_from(purged)
+    return counted.having(and_(*guards)) if guards else counted
 
 
 def _update(columns: frozenset[str]) -> WriteBuilder:
@@ -142,7 +177,10 @@ class WriteStatements:
 
 CREATE_TASK = WriteStatements.of(_create, status=201, conditional=False)
 TOGGLE_TASK = WriteStatements.of(_toggle, status=200)
-DELETE_TASK = WriteStatements.of(_delete, status=204, stores_body=False)
+TRASH_TASK = WriteStatements.of(_trash, status=204, stores_body=False)
+RESTORE_TASK = WriteStatements.of(_restore, status=200)
+PURGE_TASK = WriteStatements.of(_purge, status=204, stores_body=False)
+EMPTY_TRASH = WriteStatements.of(_empty_trash, status=204, stores_body=False, conditional=False)
 
 
 def _unchanged(*guards: Guard) -> Write:
@@ -189,3 +227,29 @@ LIST_TASKS = {
     for by_completed in (False, True)
     for after_cursor in (False, True)
 }
+
+
+def _trash_statement(*, after_cursor: bool) -> Statement:
+    """Most recently deleted first (deleted_at, then id, descending), ``limit`` rows."""
+    conditions: list[ColumnElement[bool]] = [_TRASHED]
+    if after_cursor:
+        conditions.append(
+            tuple_(tasks.c.deleted_at, tasks.c.id)
+            < tuple_(
+                bindparam("after_deleted_at", type_=tasks.c.deleted_at.type),
+                bindparam("after_id", type_=tasks.c.id.type),
+            )
+        )
+    return compile_statement(
+        select(*TRASHED_COLUMNS)
+        .where(*conditions)
+        .order_by(tasks.c.deleted_at.desc(), tasks.c.id.desc())
+        .limit(bindparam("limit"))
+    )
+
+
+# Keyed by whether the listing continues after a cursor.
+LIST_TRASH = {
+    after_cursor: _trash_statement(after_cursor=after_cursor) for after_cursor in (False, True)
+}
+GET_TRASHED = compile_statement(select(*TRASHED_COLUMNS).where(*_THIS_TRASHED))

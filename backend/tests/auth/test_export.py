@@ -75,13 +75,13 @@ async def insert_tasks(engine: AsyncEngine, user_id: str, count: int) -> None:
 
 
 def assert_matches_row(task: dict[str, Any], row: dict[str, Any]) -> None:
-    assert set(task) == TASK_FIELDS
+    assert set(task) == {*TASK_FIELDS, "deleted_at"}
     assert task["id"] == str(row["id"])
     assert task["user_id"] == str(row["user_id"])
     assert task["title"] == row["title"]
     assert task["description"] == row["description"]
     assert task["completed"] is row["completed"]
-    for name in ("created_at", "updated_at", "completed_at"):
+    for name in ("created_at", "updated_at", "completed_at", "deleted_at"):
         if row[name] is None:
             assert task[name] is None
         else:
@@ -116,14 +116,35 @@ async def test_the_export_is_the_account_and_every_task_as_stored(
     assert len(document["tasks"]) == len(rows) == 3
     for task, row in zip(document["tasks"], rows, strict=True):
         assert_matches_row(task, row)
-        # The same object the task routes answer with.
+        # The same object the task routes answer with, and whether it is in the trash.
         single = await client.get(
             f"{new_account.tasks_url}/{task['id']}", headers=new_account.headers
         )
-        assert task == single.json()
+        assert task == {**single.json(), "deleted_at": None}
     assert [task["title"] for task in document["tasks"]] == [task["title"] for task in created]
     exported_at = parse_time(document["exported_at"])
     assert started <= exported_at <= datetime.now(UTC)
+
+
+async def test_the_export_holds_the_trash_too(
+    client: httpx.AsyncClient, new_account: Account, engine: AsyncEngine
+) -> None:
+    kept = await create_task(client, new_account, "kept")
+    trashed = await create_task(client, new_account, "trashed")
+    deleted = await client.delete(
+        f"{new_account.tasks_url}/{trashed['id']}", headers=new_account.headers
+    )
+    assert deleted.status_code == 204
+
+    document = (await client.get(EXPORT_URL, headers=new_account.headers)).json()
+
+    assert [task["id"] for task in document["tasks"]] == [kept["id"], trashed["id"]]
+    assert document["tasks"][0]["deleted_at"] is None
+    for task, row in zip(
+        document["tasks"], await stored_tasks(engine, new_account.id), strict=True
+    ):
+        assert_matches_row(task, row)
+    assert document["tasks"][1]["deleted_at"] is not None
 
 
 async def test_it_is_an_attachment_of_json(client: httpx.AsyncClient, new_account: Account) -> None:

@@ -170,14 +170,20 @@ async def test_the_database_holds_what_the_page_was_told(
     async with engine.connect() as connection:
         rows = await connection.execute(
             text(
-                "SELECT title, completed FROM tasks JOIN users ON users.id = tasks.user_id "
+                "SELECT title, completed, deleted_at IS NOT NULL FROM tasks "
+                "JOIN users ON users.id = tasks.user_id "
                 "WHERE users.email = :email ORDER BY tasks.created_at"
             ),
             {"email": journey.email},
         )
         tasks = [tuple(row) for row in rows]
 
-    assert tasks == [("first, renamed", False), ("second", True)]
+    # The third, deleted by the page, is in the trash.
+    assert tasks == [
+        ("first, renamed", False, False),
+        ("second", True, False),
+        ("third", False, True),
+    ]
     # The description is the retried conditional edit's, applied once; the stale one is not.
     async with engine.connect() as connection:
         first = (

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from app.auth import models as _auth_models  # noqa: F401  (registers the table)
+from app.changes import models as _change_models  # noqa: F401  (registers the tables)
 from app.db.engine import create_engine
 from app.db.migrations import alembic_config, downgrade, upgrade
 from app.db.models import Base
@@ -263,3 +264,69 @@ async def test_0002_refuses_to_merge_accounts_and_changes_nothing(
 
     assert await _emails(empty_engine) == before
     assert await _version(empty_engine) == ["0001"]
+
+
+async def _tasks_by_title(engine: AsyncEngine) -> dict[str, dict[str, Any]]:
+    async with engine.connect() as connection:
+        rows = (await connection.execute(text("SELECT * FROM tasks"))).mappings()
+        return {row["title"]: dict(row) for row in rows}
+
+
+async def test_0005_numbers_the_tasks_before_it_and_its_downgrade_forgets_the_trash(
+    empty_engine: AsyncEngine,
+) -> None:
+    await upgrade(empty_engine, "0004")
+    async with empty_engine.begin() as connection:
+        ada, bob = [
+            await connection.scalar(
+                text("INSERT INTO users (email, password_hash) VALUES (:e, 'x') RETURNING id"),
+                {"e": email},
+            )
+            for email in ("ada@example.com", "bob@example.com")
+        ]
+        # Created in one order, last changed in another.
+        await connection.execute(
+            text(
+                "INSERT INTO tasks (user_id, title, updated_at) VALUES "
+                "(:ada, 'a1', now() - interval '1 hour'), (:ada, 'a2', now() - interval '3 hours'),"
+                "(:ada, 'a3', now() - interval '2 hours'), (:bob, 'b1', now())"
+            ),
+            {"ada": ada, "bob": bob},
+        )
+        await connection.execute(text("UPDATE tasks SET title = 'a1 edited' WHERE title = 'a1'"))
+    before = await _tasks_by_title(empty_engine)
+
+    await upgrade(empty_engine)
+
+    after = await _tasks_by_title(empty_engine)
+    # Numbered per owner in the order they last changed; the backfill itself changed nothing.
+    assert [after[t]["change_seq"] for t in ("a2", "a3", "a1 edited")] == [1, 2, 3]
+    assert after["b1"]["change_seq"] == 1
+    for title, row in before.items():
+        assert {k: after[title][k] for k in row} == row
+        assert after[title]["deleted_at"] is None
+    async with empty_engine.begin() as connection:
+        assert await connection.scalar(text("SELECT count(*) FROM change_heads")) == 2
+        # New changes are numbered above every number the backfill gave.
+        await connection.execute(text("UPDATE tasks SET deleted_at = now() WHERE title = 'a2'"))
+        await connection.execute(
+            text("INSERT INTO tasks (user_id, title) VALUES (:ada, 'a4')"), {"ada": ada}
+        )
+    after = await _tasks_by_title(empty_engine)
+    assert 3 < after["a2"]["change_seq"] < after["a4"]["change_seq"]
+    assert after["a2"]["version"] == before["a2"]["version"] + 1
+
+    await downgrade(empty_engine, "0004")
+
+    remaining = await _tasks_by_title(empty_engine)
+    # Before the trash a deleted task was gone: the trashed one goes for good.
+    assert set(remaining) == {"a1 edited", "a3", "a4", "b1"}
+    assert "change_seq" not in remaining["a3"]
+    assert "deleted_at" not in remaining["a3"]
+    async with empty_engine.begin() as connection:
+        await connection.execute(text("UPDATE tasks SET title = 'a3 again' WHERE title = 'a3'"))
+    # 0004's version trigger is back.
+    assert (await _tasks_by_title(empty_engine))["a3 again"]["version"] == before["a3"][
+        "version"
+    ] + 1
+    assert await _version(empty_engine) == ["0004"]

@@ -12,11 +12,14 @@ from sqlalchemy import Enum, Numeric, bindparam, column, func, select, table
 from sqlalchemy.dialects.postgresql import JSONB
 
 from app.auth import statements as auth_statements
+from app.changes import statements as change_statements
+from app.changes.retention import TOMBSTONE_RETENTION
 from app.db.database import Database
 from app.db.engine import local_timeouts_sql
 from app.db.statements import Statement, compile_statement
-from app.idempotency import purge as purge_statements
+from app.idempotency.purge import KEY_RETENTION
 from app.tasks import statements as task_statements
+from app.tasks.trash_purge import TRASH_RETENTION
 
 things = table("things", column("a"), column("b"), column("c"))
 
@@ -132,8 +135,13 @@ def _task_statements() -> list[Statement]:
         task_statements.GET_TASK,
         *_variants(task_statements.CREATE_TASK),
         *_variants(task_statements.TOGGLE_TASK),
-        *_variants(task_statements.DELETE_TASK),
+        *_variants(task_statements.TRASH_TASK),
+        *_variants(task_statements.RESTORE_TASK),
+        *_variants(task_statements.PURGE_TASK),
+        *_variants(task_statements.EMPTY_TRASH),
         *task_statements.LIST_TASKS.values(),
+        *task_statements.LIST_TRASH.values(),
+        task_statements.GET_TRASHED,
         *(
             statement
             for writes in task_statements.UPDATE_TASK.values()
@@ -157,6 +165,18 @@ def test_every_task_statement_is_scoped_to_an_owner() -> None:
             assert "INSERT INTO idempotency_keys (user_id, key" in statement.sql
 
 
+def _feed_statements() -> list[Statement]:
+    return [change_statements.BOUNDS, change_statements.CHANGES_AFTER, change_statements.SNAPSHOT]
+
+
+def test_every_feed_statement_reads_one_owners_rows_only() -> None:
+    for statement in _feed_statements():
+        assert statement.parameters[0] == "owner_id", statement.sql
+        for name in ("change_heads", "tasks", "task_tombstones"):
+            if f"FROM {name}" in statement.sql:
+                assert f"{name}.user_id = $1" in statement.sql, (name, statement.sql)
+
+
 def test_no_account_statement_returns_the_password_hash_except_the_login_lookup() -> None:
     for name in ("CREATE_USER", "GET_USER"):
         statement: Statement = getattr(auth_statements, name)
@@ -173,8 +193,12 @@ async def test_every_compiled_statement_is_accepted_by_postgresql(database: Data
         auth_statements.GET_USER,
         auth_statements.GET_CREDENTIALS,
         auth_statements.USER_EXISTS,
-        purge_statements.TRY_PURGE_LOCK,
-        purge_statements.PURGE_BATCH,
+        *_feed_statements(),
+        *(
+            statement
+            for retention in (KEY_RETENTION, TRASH_RETENTION, TOMBSTONE_RETENTION)
+            for statement in (retention.try_lock, retention.batch)
+        ),
     ]
     async with database.connection() as connection:
         for statement in statements:

@@ -100,11 +100,12 @@ def test_every_generated_module_imports_in_a_fresh_interpreter(
         if module.startswith(f"{name}.api.") and module.count(".") == 3
     }
     assert operations == generated_package.operation_ids()
-    # TaskList and SessionList are JSON arrays, which the generator writes inline as lists.
+    # TaskList, TrashList and SessionList are JSON arrays, which the generator writes inline
+    # as lists.
     expected_models = {
         f"{name}.models.{_model_module(schema)}"
         for schema in generated_package.schema["components"]["schemas"]
-        if schema not in ("TaskList", "SessionList")
+        if schema not in ("TaskList", "TrashList", "SessionList")
     }
     assert expected_models <= modules
 

@@ -24,6 +24,11 @@ OPERATION_IDS = {
     ("patch", "/api/{user_id}/tasks/{task_id}"): "patch_task",
     ("delete", "/api/{user_id}/tasks/{task_id}"): "delete_task",
     ("patch", "/api/{user_id}/tasks/{task_id}/complete"): "toggle_task",
+    ("get", "/api/{user_id}/trash"): "list_trash",
+    ("post", "/api/{user_id}/trash/{task_id}/restore"): "restore_task",
+    ("delete", "/api/{user_id}/trash/{task_id}"): "purge_task",
+    ("delete", "/api/{user_id}/trash"): "empty_trash",
+    ("get", "/api/{user_id}/changes"): "list_changes",
     ("post", "/api/auth/signup"): "signup",
     ("post", "/api/auth/login"): "login",
     ("post", "/api/auth/token"): "token",
@@ -109,6 +114,9 @@ TASK_HEADERS = {
     "patch_task": {"If-Match", "Idempotency-Key"},
     "delete_task": {"If-Match", "Idempotency-Key"},
     "toggle_task": {"If-Match", "Idempotency-Key"},
+    "restore_task": {"If-Match", "Idempotency-Key"},
+    "purge_task": {"If-Match", "Idempotency-Key"},
+    "empty_trash": {"Idempotency-Key"},
 }
 
 

@@ -1,4 +1,4 @@
-"""Forgetting Idempotency-Keys past their retention (issue 15): KeyPurge deletes the expired
+"""Forgetting Idempotency-Keys past their retention (issue 15): the purge deletes the expired
 keys in batches, one replica at a time, and never holds up a write."""
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.database import Database
-from app.idempotency.purge import BATCH_SIZE, PURGE_BATCH, PURGE_LOCK_ID, TRY_PURGE_LOCK, KeyPurge
+from app.db.purge import BATCH_SIZE, BatchPurge
+from app.idempotency.purge import KEY_RETENTION, key_purge
 from app.main import create_app
 from tests.fixtures.accounts import Account, StoredUser
 from tests.fixtures.app import make_settings
@@ -63,15 +64,15 @@ async def age_key(engine: AsyncEngine, key: str, age: timedelta) -> None:
 async def holding_purge_lock(engine: AsyncEngine) -> AsyncIterator[None]:
     """Another replica purging: the purge lock held in an open transaction."""
     async with engine.connect() as connection, connection.begin() as transaction:
-        await connection.execute(text(f"SELECT pg_advisory_xact_lock({PURGE_LOCK_ID})"))
+        await connection.execute(text(f"SELECT pg_advisory_xact_lock({KEY_RETENTION.lock_id})"))
         try:
             yield
         finally:
             await transaction.rollback()
 
 
-def purge_of(database: Database) -> KeyPurge:
-    return KeyPurge(database, RETENTION, interval_seconds=60)
+def purge_of(database: Database) -> BatchPurge:
+    return BatchPurge(database, KEY_RETENTION, RETENTION, interval_seconds=60)
 
 
 async def test_purge_deletes_the_keys_past_retention_and_keeps_the_others(
@@ -181,9 +182,11 @@ async def test_an_open_purge_holds_up_neither_a_new_keyed_write_nor_a_retry_of_a
     await age_key(engine, "expiring", EXPIRED)
 
     async with database.transaction() as purge:
-        assert await purge.fetch_value(TRY_PURGE_LOCK) is True
-        status = await purge.execute(PURGE_BATCH, retention=RETENTION, batch_size=BATCH_SIZE)
-        assert status == "DELETE 1"
+        assert await purge.fetch_value(KEY_RETENTION.try_lock) is True
+        deleted = await purge.fetch_value(
+            KEY_RETENTION.batch, retention=RETENTION, batch_size=BATCH_SIZE
+        )
+        assert deleted == 1
         # The purge's transaction is open, holding the deleted key's row and the purge lock.
         async with asyncio.timeout(TIMEOUT_SECONDS):
             fresh = await client.post(
@@ -226,14 +229,14 @@ async def test_a_stopped_purge_purges_no_more(
     engine: AsyncEngine, database: Database, stored_user: StoredUser
 ) -> None:
     interval = 0.05
-    purge = KeyPurge.start(
+    purge = key_purge(
         database,
         make_settings(
             "postgresql://unused/unused",
             idempotency_key_retention_hours=1,
             idempotency_purge_interval_seconds=interval,
         ),
-    )
+    ).start()
     await purge.stop()
     await insert_keys(engine, stored_user.id, "old", 2, EXPIRED)
 

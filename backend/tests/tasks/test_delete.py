@@ -1,4 +1,4 @@
-"""DELETE /api/{user_id}/tasks/{task_id}: 204, the row gone, the others kept."""
+"""DELETE /api/{user_id}/tasks/{task_id}: 204, the row in the trash, the others kept."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from tests.fixtures.tasks import (
     NOT_FOUND,
     assert_body_matches_row,
     create_task,
+    is_trashed,
     task_count,
     task_row,
 )
@@ -19,7 +20,7 @@ from tests.fixtures.tasks import (
 pytestmark = pytest.mark.usefixtures("clean_tasks")
 
 
-async def test_delete_returns_204_with_an_empty_body_and_removes_the_row(
+async def test_delete_returns_204_with_an_empty_body_and_moves_the_row_to_the_trash(
     client: httpx.AsyncClient, account: Account, engine: AsyncEngine
 ) -> None:
     created = await create_task(client, account)
@@ -29,7 +30,7 @@ async def test_delete_returns_204_with_an_empty_body_and_removes_the_row(
 
     assert response.status_code == 204
     assert response.content == b""
-    assert await task_row(engine, created["id"]) is None
+    assert await is_trashed(engine, created["id"])
     assert (await client.get(url, headers=account.headers)).json() == NOT_FOUND
 
 

@@ -31,6 +31,7 @@ from tests.fixtures.tasks import (
     create_task,
     etag,
     holding_key_lock,
+    is_trashed,
     key_count,
     key_row,
     parse_time,
@@ -176,7 +177,8 @@ async def test_a_keyed_write_answers_as_usual_and_commits_its_key_with_it(
     row = await task_row(engine, written_id(write, response, task_id))
     if write is DELETE:
         assert response.content == b""
-        assert row is None
+        assert row is not None
+        assert row["deleted_at"] is not None  # in the trash
     else:
         assert_task_shape(response.json())
         assert response.headers["etag"] == etag(response.json()["version"])
@@ -231,12 +233,15 @@ async def test_a_retry_replays_the_first_answer_and_writes_once(
     assert_same_answer(first, retry)
     row = await task_row(engine, written_id(write, first, task_id))
     if write is DELETE:
-        assert row is None  # deleted once; without the key a second DELETE would be a 404
+        # In the trash once; without the key a second DELETE would be a 404.
+        assert row is not None
+        assert row["deleted_at"] is not None
+        assert row["version"] == 2  # trashed once
     else:
         assert row is not None
         assert row["version"] == (1 if write.creates else 2)
         assert_body_matches_row(first.json(), row)
-    assert await user_task_count(engine, account.id) == (0 if write is DELETE else 1)
+    assert await user_task_count(engine, account.id) == 1
     assert await key_row(engine, account.id, KEY) == stored
     assert await key_count(engine) == 1
 
@@ -265,16 +270,17 @@ async def change_meanwhile(
 ) -> None:
     """Someone else changes what ``first`` wrote, without a key."""
     if write is CREATE:
-        response = await other.delete(
-            f"{account.tasks_url}/{first.json()['id']}", headers=account.headers
-        )
-        assert response.status_code == 204
+        # Deleted for good: through the trash, and out of it.
+        created = first.json()["id"]
+        for url in (f"{account.tasks_url}/{created}", f"/api/{account.id}/trash/{created}"):
+            response = await other.delete(url, headers=account.headers)
+            assert response.status_code == 204, response.text
     elif write is DELETE:
-        # An offline client syncs a task under the same id (ids are the clients' to choose).
+        # Restored from the trash by another tab.
         response = await other.post(
-            account.tasks_url, json={"id": task_id, "title": "again"}, headers=account.headers
+            f"/api/{account.id}/trash/{task_id}/restore", headers=account.headers
         )
-        assert response.status_code == 201, response.text
+        assert response.status_code == 200, response.text
     else:
         response = await other.patch(
             f"{account.tasks_url}/{task_id}",
@@ -328,7 +334,7 @@ async def test_a_retried_conditional_delete_replays_204_instead_of_404(
     retry = await DELETE.send(client, account, task_id, **{"If-Match": '"1"'})
 
     assert_same_answer(first, retry)
-    assert await task_row(engine, str(task_id)) is None
+    assert await is_trashed(engine, str(task_id))
 
 
 @pytest.mark.parametrize(
@@ -553,7 +559,7 @@ async def test_another_users_key_on_another_request_is_not_a_conflict(
 
     assert response.status_code == 204, response.text
     assert REPLAYED not in response.headers
-    assert await task_row(engine, theirs["id"]) is None
+    assert await is_trashed(engine, theirs["id"])
 
 
 # --- what counts as the same request and the same key --------------------------------------------
@@ -744,7 +750,8 @@ async def test_a_412_is_not_stored_and_the_key_runs_with_the_current_version(
     assert REPLAYED not in response.headers
     row = await task_row(engine, task_id)
     if write is DELETE:
-        assert row is None
+        assert row is not None
+        assert row["deleted_at"] is not None  # in the trash
     else:
         assert response.json()["version"] == 3
         assert_body_matches_row(response.json(), row)
@@ -764,7 +771,9 @@ async def test_a_409_task_exists_is_not_stored_and_the_key_runs_once_the_id_is_f
     assert taken.status_code == 409, taken.text
     assert taken.json() == TASK_EXISTS
     assert await key_count(engine) == 0
+    # The id is free once its task is deleted for good (a trashed task keeps it).
     await client.delete(f"{account.tasks_url}/{chosen}", headers=account.headers)
+    await client.delete(f"/api/{account.id}/trash/{chosen}", headers=account.headers)
 
     response = await client.post(account.tasks_url, json=body, headers=headers)
 
@@ -1021,7 +1030,8 @@ async def test_concurrent_writes_with_one_key_apply_exactly_once(
         assert_same_answer(fresh[0], final)
     row = await task_row(engine, str(task_id))
     if write is DELETE:
-        assert row is None
+        assert row is not None
+        assert row["deleted_at"] is not None  # in the trash
     else:
         assert row is not None
         assert row["version"] == 2

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.main import create_app
 from tests.fixtures.accounts import Account
 from tests.fixtures.app import make_settings
-from tests.fixtures.tasks import create_task, key_row, task_row
+from tests.fixtures.tasks import create_task, is_trashed, key_row, task_row
 
 pytestmark = pytest.mark.usefixtures("clean_tasks")
 
@@ -126,5 +126,5 @@ async def test_a_held_retry_of_a_delete_replays_instead_of_404(
 
     assert (first.status_code, retry.status_code) == (204, 204), retry.text
     assert retry.headers["idempotent-replayed"] == "true"
-    assert await task_row(engine, task["id"]) is None
+    assert await is_trashed(engine, task["id"])
     assert (await key_row(engine, account.id, key) or {})["status"] == 204

@@ -56,14 +56,14 @@ TAMPERED_CURSORS = [
 
 
 def test_cursor_round_trips() -> None:
-    cursor = Cursor(created_at=datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC), id=uuid.uuid4())
+    cursor = Cursor(at=datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC), id=uuid.uuid4())
 
     assert Cursor.decode(cursor.encode()) == cursor
 
 
 def test_cursor_is_url_safe_and_32_characters() -> None:
     cursor = Cursor(
-        created_at=datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=timezone(timedelta(hours=-9))),
+        at=datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=timezone(timedelta(hours=-9))),
         id=uuid.UUID(int=2**128 - 1),
     )
 
@@ -78,7 +78,7 @@ def test_any_well_formed_cursor_is_a_position_even_an_impossible_time(micros: in
     cursor = Cursor.decode(_token(micros, uuid.UUID(int=7)))
 
     assert cursor.id == uuid.UUID(int=7)
-    assert cursor.created_at in (
+    assert cursor.at in (
         datetime.max.replace(tzinfo=UTC),
         datetime.min.replace(tzinfo=UTC),
     )
@@ -240,7 +240,7 @@ async def test_a_cursor_after_the_last_task_gives_an_empty_page(
     client: httpx.AsyncClient, account: Account
 ) -> None:
     await create_task(client, account)
-    cursor = Cursor(created_at=datetime(2000, 1, 1, tzinfo=UTC), id=uuid.uuid4()).encode()
+    cursor = Cursor(at=datetime(2000, 1, 1, tzinfo=UTC), id=uuid.uuid4()).encode()
 
     response = await client.get(
         account.tasks_url, params={"cursor": cursor}, headers=account.headers

@@ -16,7 +16,7 @@ from app.tasks.errors import TaskNotFoundError
 from app.tasks.pagination import Cursor
 from app.tasks.repository import TaskRepository
 from tests.fixtures.accounts import Account
-from tests.fixtures.tasks import task_count, task_row
+from tests.fixtures.tasks import is_trashed, task_count, task_row
 
 Write = Callable[[TaskRepository, uuid.UUID], Awaitable[object]]
 
@@ -111,11 +111,11 @@ async def test_list_never_contains_another_owners_tasks(
 async def test_list_with_a_cursor_from_another_owners_task_stays_scoped(
     theirs: TaskRepository, my_task: Row
 ) -> None:
-    cursor = Cursor(created_at=my_task["created_at"], id=my_task["id"])
+    cursor = Cursor(at=my_task["created_at"], id=my_task["id"])
     later = datetime(2100, 1, 1, tzinfo=UTC)
 
     assert await theirs.list(limit=10, after=cursor) == []
-    assert await theirs.list(limit=10, after=Cursor(created_at=later, id=uuid.uuid4())) == []
+    assert await theirs.list(limit=10, after=Cursor(at=later, id=uuid.uuid4())) == []
 
 
 @pytest.mark.parametrize("write", WRITES)
@@ -183,7 +183,7 @@ async def test_list_is_newest_first_and_filters_on_completed(mine: TaskRepositor
     assert _ids(await mine.list(limit=10, completed=True)) == [first["id"]]
     assert _ids(await mine.list(limit=10, completed=False)) == [second["id"]]
     assert _ids(await mine.list(limit=1)) == [second["id"]]
-    after_second = Cursor(created_at=second["created_at"], id=second["id"])
+    after_second = Cursor(at=second["created_at"], id=second["id"])
     assert _ids(await mine.list(limit=10, after=after_second)) == [first["id"]]
 
 
@@ -204,7 +204,7 @@ async def test_list_breaks_created_at_ties_by_id_descending(
     by_id_desc = sorted(_ids(listed), reverse=True)
 
     assert _ids(listed) == by_id_desc
-    after_first = Cursor(created_at=listed[0]["created_at"], id=by_id_desc[0])
+    after_first = Cursor(at=listed[0]["created_at"], id=by_id_desc[0])
     assert _ids(await mine.list(limit=10, after=after_first)) == by_id_desc[1:]
 
 
@@ -275,6 +275,6 @@ async def test_delete_removes_the_owners_task(
 ) -> None:
     await mine.delete(my_task["id"])
 
-    assert await task_row(engine, my_task["id"]) is None
+    assert await is_trashed(engine, my_task["id"])
     with pytest.raises(TaskNotFoundError):
         await mine.delete(my_task["id"])

@@ -93,7 +93,8 @@ async def assert_applied(
     if write.status == 204:
         assert response.content == b""
         assert "etag" not in response.headers
-        assert row is None
+        assert row is not None
+        assert row["deleted_at"] is not None  # in the trash
         return
     body = response.json()
     assert_task_shape(body)

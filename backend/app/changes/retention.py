@@ -1,0 +1,62 @@
+"""Forgetting tombstones older than CHANGES_RETENTION_DAYS (db/purge.py).
+
+Updates and trashed tasks are never forgotten: each task row is its own latest change. Only a
+purged task's tombstone goes, and with it the feed's memory of that deletion, so the owner's
+head records the highest number pruned: a cursor below it answers 410 cursor_expired.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import Interval, and_, bindparam, delete, func, select, update
+
+from app.changes.statements import change_heads, tombstones
+from app.db.database import Database
+from app.db.purge import BatchPurge, Retention
+from app.db.statements import compile_statement
+from app.settings import Settings
+
+_expired = (
+    select(tombstones.c.user_id, tombstones.c.change_seq)
+    .where(tombstones.c.purged_at < func.now() - bindparam("retention", type_=Interval))
+    .limit(bindparam("batch_size"))
+    .with_for_update(skip_locked=True)
+    .cte("expired")
+)
+_pruned = (
+    delete(tombstones)
+    .where(
+        and_(
+            tombstones.c.user_id == _expired.c.user_id,
+            tombstones.c.change_seq == _expired.c.change_seq,
+        )
+    )
+    .returning(tombstones.c.user_id, tombstones.c.change_seq)
+    .cte("pruned")
+)
+_through = (
+    select(_pruned.c.user_id, func.max(_pruned.c.change_seq).label("seq"))
+    .group_by(_pruned.c.user_id)
+    .subquery("through")
+)
+_marked = (
+    update(change_heads)
+    .where(change_heads.c.user_id == _through.c.user_id)
+    .values(expired_through=func.greatest(change_heads.c.expired_through, _through.c.seq))
+    .cte("marked")
+)
+TOMBSTONE_RETENTION = Retention(
+    name="change_tombstones",
+    lock_id=0x7A5C_0004,
+    batch=compile_statement(select(func.count()).select_from(_pruned).add_cte(_marked)),
+)
+
+
+def tombstone_purge(database: Database, settings: Settings) -> BatchPurge:
+    return BatchPurge(
+        database,
+        TOMBSTONE_RETENTION,
+        timedelta(days=settings.changes_retention_days),
+        settings.retention_purge_interval_seconds,
+    )

@@ -1,0 +1,100 @@
+"""Forgetting rows past their retention, in the running service: one replica at a time, in small
+batches that never hold up a write.
+
+Each kind of row (idempotency keys, the trash, the feed's tombstones) is a `Retention`: a
+statement that deletes one batch and counts it, and the advisory lock that makes one replica
+purge it while the others skip the round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import structlog
+from sqlalchemy import func, literal_column, select
+
+from app.db.database import Database
+from app.db.statements import Statement, compile_statement
+
+logger = structlog.get_logger("app.db")
+
+# Small enough that a batch takes milliseconds; a purge loops until a batch comes back short.
+BATCH_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class Retention:
+    """``batch`` deletes at most ``:batch_size`` rows older than ``:retention`` (an interval),
+    skipping rows another transaction holds, and selects how many it deleted. ``lock_id`` is
+    any constant of its own, next to the migration lock's."""
+
+    name: str
+    lock_id: int
+    batch: Statement
+    try_lock: Statement = field(init=False)
+
+    def __post_init__(self) -> None:
+        lock = select(func.pg_try_advisory_xact_lock(literal_column(str(self.lock_id))))
+        object.__setattr__(self, "try_lock", compile_statement(lock))
+
+
+class BatchPurge:
+    def __init__(
+        self,
+        database: Database,
+        retention: Retention,
+        kept_for: timedelta,
+        interval_seconds: float,
+    ) -> None:
+        self._database = database
+        self._retention = retention
+        self._kept_for = kept_for
+        self._interval_seconds = interval_seconds
+        self._task: asyncio.Task[None] | None = None
+
+    async def purge_batch(self) -> int | None:
+        """Delete one batch; None when another replica is purging now."""
+        async with self._database.transaction() as transaction:
+            if not await transaction.fetch_value(self._retention.try_lock):
+                return None
+            deleted = await transaction.fetch_value(
+                self._retention.batch, retention=self._kept_for, batch_size=BATCH_SIZE
+            )
+            return int(deleted)
+
+    async def purge(self) -> int:
+        """Batches until the expired rows are gone (or another replica holds the lock)."""
+        total = 0
+        while (deleted := await self.purge_batch()) is not None:
+            total += deleted
+            if deleted < BATCH_SIZE:
+                break
+        return total
+
+    def start(self) -> BatchPurge:
+        """Purge every interval until stopped."""
+        self._task = asyncio.create_task(self._run(), name=f"purge-{self._retention.name}")
+        return self
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval_seconds)
+            try:
+                deleted = await self.purge()
+            except Exception as error:  # the database may be down: try again next interval
+                logger.warning(
+                    "purge_failed", rows=self._retention.name, error=type(error).__name__
+                )
+                continue
+            if deleted:
+                logger.info("purged", rows=self._retention.name, count=deleted)
