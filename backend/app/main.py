@@ -16,12 +16,12 @@ from app.auth.export import ExportSlots
 from app.auth.rate_limit import RateLimiter
 from app.auth.router import router as auth_router
 from app.auth.tokens import TokenCodec
-from app.changes.retention import tombstone_purge
+from app.changes.retention import sync_purge
 from app.changes.router import router as changes_router
 from app.db.database import Database
 from app.db.engine import connect_outside_pool
 from app.db.notifications import NotificationListener
-from app.db.purge import BatchPurge
+from app.db.purge import PurgeLoop
 from app.http.allowed_hosts import AllowedHostsMiddleware
 from app.http.body_limit import BodySizeLimitMiddleware
 from app.http.cors import CREDENTIALED_PATHS, CrossOriginMiddleware
@@ -42,7 +42,6 @@ from app.sessions.models import SESSION_ENDED_CHANNEL
 from app.sessions.router import router as sessions_router
 from app.settings import Settings, load_settings
 from app.tasks.router import router as tasks_router
-from app.tasks.trash_purge import trash_purge
 from app.tasks.trash_router import router as trash_router
 
 logger = structlog.get_logger("app.main")
@@ -130,17 +129,14 @@ def _lifespan(
             channels={SESSION_ENDED_CHANNEL: sessions.revoked.on_notification},
             on_connect=sessions.revoked.reload,
         )
-        purges: list[BatchPurge] = []
+        purges: list[PurgeLoop] = []
         try:
             await database.wait_until_ready(settings.db_startup_deadline_seconds)
             logger.info("database_ready", database=database.target.display)
             # Ended sessions reach this process through the database's notifications; the
             # revocation list is (re)loaded each time the listener (re)connects.
             await listener.start(settings.db_startup_deadline_seconds)
-            purges = [
-                purge(database, settings).start()
-                for purge in (key_purge, trash_purge, tombstone_purge)
-            ]
+            purges = [key_purge(database, settings).start(), sync_purge(database, settings).start()]
             if metrics:
                 metrics.watch_pool(database)
             # What start-up built (modules, routes, schemas, the pool) lives as long as the

@@ -29,6 +29,9 @@ BEGIN
     IF NOT FOUND THEN
         INSERT INTO change_heads (user_id) VALUES (owner) ON CONFLICT DO NOTHING;
         PERFORM FROM change_heads WHERE user_id = owner FOR NO KEY UPDATE;
+        IF NOT FOUND THEN  -- deleted with its owner meanwhile: never number without the lock
+            RAISE foreign_key_violation USING MESSAGE = 'the owner of this change is gone';
+        END IF;
     END IF;
     RETURN nextval('task_change_seq');
 END

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from app.http.errors import ErrorCode, GoneError, ValidationFailedError
+from app.http.errors import ErrorCode, GoneError
 
 
 class CursorExpiredError(GoneError):
@@ -9,9 +9,3 @@ class CursorExpiredError(GoneError):
         "The change feed no longer holds everything after this cursor (or never issued it); "
         "sync in full: request /changes without since"
     )
-
-
-class InvalidChangeCursorError(ValidationFailedError):
-    code = ErrorCode.INVALID_CURSOR
-    location = ("query", "since")
-    message = "The since cursor is invalid; use the cursor of a previous answer"

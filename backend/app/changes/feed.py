@@ -19,9 +19,28 @@ from app.db.database import Database, Row
 
 
 @dataclass(frozen=True, slots=True)
+class FeedCursor:
+    """Where a client stands: every change numbered up to ``after`` applied. While a full sync
+    is paged, ``floor`` is the highest number when it began: a deletion below it concerns a task
+    the client never had, so its tombstone's pruning does not expire the cursor."""
+
+    after: int
+    floor: int = 0
+
+    def encode(self) -> str:
+        return f"{self.after}.{self.floor}" if self.floor > self.after else str(self.after)
+
+    @classmethod
+    def decode(cls, text: str) -> FeedCursor:
+        """From a string CURSOR_PATTERN already matched."""
+        after, _, floor = text.partition(".")
+        return cls(after=int(after), floor=int(floor or 0))
+
+
+@dataclass(frozen=True, slots=True)
 class FeedPage:
     rows: list[Row]  # FEED_COLUMNS, in change order; a row with deleted_at is a deletion
-    cursor: int
+    cursor: FeedCursor
     has_more: bool
 
 
@@ -30,30 +49,44 @@ class ChangeFeed:
         self._database = database
         self._owner_id = owner_id
 
-    async def read(self, *, since: int | None, limit: int) -> FeedPage:
-        """The changes after ``since`` (None: a snapshot of the live tasks), at most ``limit``.
+    async def read(self, *, since: FeedCursor | None, limit: int) -> FeedPage:
+        """The changes after ``since`` (None: a full sync, the live tasks), at most ``limit``.
         410 when the cursor is older than the tombstones kept, or newer than any change."""
-        bounds = await self._database.fetch_one(BOUNDS, owner_id=self._owner_id)
-        assert bounds is not None  # a SELECT of two scalars: one row
-        newest, expired_through = bounds["newest"], bounds["expired_through"]
-        if since is not None and not expired_through <= since <= max(newest, expired_through):
-            raise CursorExpiredError()
-        statement = SNAPSHOT if since is None else CHANGES_AFTER
-        rows = await self._database.fetch_all(
-            statement, owner_id=self._owner_id, since=since or 0, limit=limit + 1
-        )
-        if len(rows) > limit:
-            page = _latest_per_task(rows[:limit])
-            return FeedPage(rows=page, cursor=rows[limit - 1]["change_seq"], has_more=True)
-        if newest == 0:
-            # No change ever: an empty feed is an answer only for an account that exists.
+        # One snapshot for the bounds and the page: a tombstone pruned between the two would
+        # otherwise be missing from the page while the cursor moved past it.
+        async with self._database.transaction(isolation="repeatable_read", readonly=True) as tx:
+            bounds = await tx.fetch_one(BOUNDS, owner_id=self._owner_id)
+            assert bounds is not None  # a SELECT of two scalars: one row
+            highest = max(bounds["newest"], bounds["expired_through"])
+            expired = since is not None and not (
+                bounds["expired_through"] <= max(since.after, since.floor)
+                and since.after <= highest
+            )
+            rows = (
+                []
+                if expired
+                else await tx.fetch_all(
+                    SNAPSHOT if since is None else CHANGES_AFTER,
+                    owner_id=self._owner_id,
+                    since=0 if since is None else since.after,
+                    limit=limit + 1,
+                )
+            )
+        if highest == 0:
+            # Nothing ever changed: an answer only for an account that exists (asked once the
+            # transaction has given its connection back).
             await UserRepository(self._database).ensure_exists(self._owner_id)
-        # Every number of the owner up to the newest visible before the page was read has
-        # committed or rolled back: the page holds all of them that matter, and any beyond.
+        if expired:
+            raise CursorExpiredError()
+        if len(rows) > limit:
+            floor = highest if since is None else since.floor
+            cursor = FeedCursor(after=rows[limit - 1]["change_seq"], floor=floor)
+            return FeedPage(rows=_latest_per_task(rows[:limit]), cursor=cursor, has_more=True)
+        # Every number of the owner up to the highest in this snapshot has committed or rolled
+        # back (changes/models.py): the page holds every one of them that matters.
         last = rows[-1]["change_seq"] if rows else 0
-        return FeedPage(
-            rows=_latest_per_task(rows), cursor=max(newest, last, since or 0), has_more=False
-        )
+        after = max(highest, last, 0 if since is None else since.after)
+        return FeedPage(rows=_latest_per_task(rows), cursor=FeedCursor(after), has_more=False)
 
 
 def _latest_per_task(rows: list[Row]) -> list[Row]:

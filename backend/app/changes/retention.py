@@ -13,9 +13,10 @@ from sqlalchemy import Interval, and_, bindparam, delete, func, select, update
 
 from app.changes.statements import change_heads, tombstones
 from app.db.database import Database
-from app.db.purge import BatchPurge, Retention
+from app.db.purge import BatchPurge, PurgeLoop, Retention
 from app.db.statements import compile_statement
 from app.settings import Settings
+from app.tasks.trash_purge import SYNC_PURGE_LOCK_ID, trash_purge
 
 _expired = (
     select(tombstones.c.user_id, tombstones.c.change_seq)
@@ -48,15 +49,17 @@ _marked = (
 )
 TOMBSTONE_RETENTION = Retention(
     name="change_tombstones",
-    lock_id=0x7A5C_0004,
+    lock_id=SYNC_PURGE_LOCK_ID,
     batch=compile_statement(select(func.count()).select_from(_pruned).add_cte(_marked)),
 )
 
 
-def tombstone_purge(database: Database, settings: Settings) -> BatchPurge:
-    return BatchPurge(
-        database,
-        TOMBSTONE_RETENTION,
-        timedelta(days=settings.changes_retention_days),
-        settings.retention_purge_interval_seconds,
+def sync_purge(database: Database, settings: Settings) -> PurgeLoop:
+    """The trash's retention, then the tombstones' (whose purge the first may have added to),
+    in one loop: both lock owners' change_heads rows."""
+    tombstones = BatchPurge(
+        database, TOMBSTONE_RETENTION, timedelta(days=settings.changes_retention_days)
+    )
+    return PurgeLoop(
+        [trash_purge(database, settings), tombstones], settings.retention_purge_interval_seconds
     )

@@ -10,8 +10,7 @@ from pydantic import StringConstraints
 from pydantic.json_schema import SkipJsonSchema
 
 from app.auth.deps import TokenSubject, require_path_owner
-from app.changes.errors import InvalidChangeCursorError
-from app.changes.feed import ChangeFeed
+from app.changes.feed import ChangeFeed, FeedCursor
 from app.changes.schemas import CURSOR_PATTERN, ChangesPage, changes_json
 from app.db.deps import get_database
 from app.http.errors import error_responses
@@ -54,9 +53,7 @@ async def list_changes(
     changed since, once, in its latest state (``upsert``), or ``delete`` for one trashed or
     deleted for good. Follow ``cursor`` while ``has_more``. 410 ``cursor_expired``: sync in
     full."""
-    try:
-        after = int(since) if since is not None else None
-    except ValueError:
-        raise InvalidChangeCursorError() from None
-    page = await feed.read(since=after, limit=limit)
-    return ChangesJSONResponse(changes_json(page.rows, page.cursor, page.has_more))
+    page = await feed.read(
+        since=FeedCursor.decode(since) if since is not None else None, limit=limit
+    )
+    return ChangesJSONResponse(changes_json(page.rows, page.cursor.encode(), page.has_more))

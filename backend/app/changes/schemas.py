@@ -12,8 +12,9 @@ from pydantic import BaseModel, Field
 from app.db.database import Row
 from app.tasks.schemas import TaskRead, task_fields_json
 
-# A cursor is the change number as decimal digits: opaque to clients, who only send it back.
-CURSOR_PATTERN = r"^[0-9]{1,18}$"
+# A cursor is opaque to clients, who only send it back: a change number, and while a full sync
+# is paged, the highest number when it began (changes/feed.py).
+CURSOR_PATTERN = r"^[0-9]{1,18}(\.[0-9]{1,18})?$"
 
 
 class TaskUpserted(BaseModel):
@@ -45,13 +46,13 @@ def change_json(row: Row) -> bytes:
     return b'{"op":"upsert","task":' + task_fields_json(row) + b"}"
 
 
-def changes_json(rows: Iterable[Row], cursor: int, has_more: bool) -> bytes:
+def changes_json(rows: Iterable[Row], cursor: str, has_more: bool) -> bytes:
     changes = b",".join(change_json(row) for row in rows)
     return (
         b'{"changes":['
         + changes
         + b'],"cursor":'
-        + orjson.dumps(str(cursor))
+        + orjson.dumps(cursor)
         + b',"has_more":'
         + (b"true" if has_more else b"false")
         + b"}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -42,18 +43,14 @@ class Retention:
 
 
 class BatchPurge:
-    def __init__(
-        self,
-        database: Database,
-        retention: Retention,
-        kept_for: timedelta,
-        interval_seconds: float,
-    ) -> None:
+    def __init__(self, database: Database, retention: Retention, kept_for: timedelta) -> None:
         self._database = database
         self._retention = retention
         self._kept_for = kept_for
-        self._interval_seconds = interval_seconds
-        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def name(self) -> str:
+        return self._retention.name
 
     async def purge_batch(self) -> int | None:
         """Delete one batch; None when another replica is purging now."""
@@ -74,9 +71,21 @@ class BatchPurge:
                 break
         return total
 
-    def start(self) -> BatchPurge:
-        """Purge every interval until stopped."""
-        self._task = asyncio.create_task(self._run(), name=f"purge-{self._retention.name}")
+
+class PurgeLoop:
+    """Runs its purges one after the other every ``interval_seconds`` until stopped. Purges
+    that lock the same rows (the trash's and the tombstones' both lock owners' change_heads
+    rows) belong in one loop and share one advisory lock, so that they never run at once and
+    deadlock each other, in one process or across replicas."""
+
+    def __init__(self, purges: Sequence[BatchPurge], interval_seconds: float) -> None:
+        self._purges = tuple(purges)
+        self._interval_seconds = interval_seconds
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> PurgeLoop:
+        names = "+".join(purge.name for purge in self._purges)
+        self._task = asyncio.create_task(self._run(), name=f"purge-{names}")
         return self
 
     async def stop(self) -> None:
@@ -89,12 +98,11 @@ class BatchPurge:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self._interval_seconds)
-            try:
-                deleted = await self.purge()
-            except Exception as error:  # the database may be down: try again next interval
-                logger.warning(
-                    "purge_failed", rows=self._retention.name, error=type(error).__name__
-                )
-                continue
-            if deleted:
-                logger.info("purged", rows=self._retention.name, count=deleted)
+            for purge in self._purges:
+                try:
+                    deleted = await purge.purge()
+                except Exception as error:  # the database may be down: try next interval
+                    logger.warning("purge_failed", rows=purge.name, error=type(error).__name__)
+                    continue
+                if deleted:
+                    logger.info("purged", rows=purge.name, count=deleted)

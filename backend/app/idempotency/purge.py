@@ -8,7 +8,7 @@ from typing import cast
 from sqlalchemy import Interval, Table, and_, bindparam, delete, func, select
 
 from app.db.database import Database
-from app.db.purge import BatchPurge, Retention
+from app.db.purge import BatchPurge, PurgeLoop, Retention
 from app.db.statements import compile_statement
 from app.idempotency.models import IdempotencyKey
 from app.settings import Settings
@@ -42,10 +42,9 @@ KEY_RETENTION = Retention(
 )
 
 
-def key_purge(database: Database, settings: Settings) -> BatchPurge:
-    return BatchPurge(
-        database,
-        KEY_RETENTION,
-        timedelta(hours=settings.idempotency_key_retention_hours),
+def key_purge(database: Database, settings: Settings) -> PurgeLoop:
+    kept_for = timedelta(hours=settings.idempotency_key_retention_hours)
+    return PurgeLoop(
+        [BatchPurge(database, KEY_RETENTION, kept_for)],
         settings.idempotency_purge_interval_seconds,
     )

@@ -14,7 +14,7 @@ from app.http.errors import (
     PreconditionFailedError,
     ValidationFailedError,
 )
-from app.tasks.schemas import task_json
+from app.tasks.schemas import task_fields_json
 
 
 class TaskNotFoundError(NotFoundError):
@@ -45,5 +45,5 @@ class TaskVersionConflictError(PreconditionFailedError):
     def about(cls, task: Mapping[str, Any] | asyncpg.Record) -> TaskVersionConflictError:
         return cls(
             headers={"ETag": version_etag(task["version"])},
-            extra={"current": orjson.loads(task_json(task))},
+            extra={"current": orjson.loads(task_fields_json(task))},
         )

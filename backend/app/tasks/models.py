@@ -67,7 +67,7 @@ class Task(UUIDPrimaryKey, Timestamps, Base):
     description: Mapped[str | None] = mapped_column(String(DESCRIPTION_MAX_LENGTH), nullable=True)
     completed: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=false())
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    # 1 on create, +1 on every change (the tasks_bump_version trigger); the task's ETag.
+    # 1 on create, +1 on every change (the tasks_record_change trigger); the task's ETag.
     version: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("1"))
     # Set when the task goes to the trash; the task routes see only tasks without it.
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -22,17 +22,14 @@ _expired = (
     .cte("expired")
 )
 _purged = delete(tasks).where(tasks.c.id == _expired.c.id).returning(tasks.c.id).cte("purged")
+# The lock the change feed's tombstone purge takes too (changes/retention.py, db/purge.py).
+SYNC_PURGE_LOCK_ID = 0x7A5C_0003
 TRASH_RETENTION = Retention(
     name="trash",
-    lock_id=0x7A5C_0003,
+    lock_id=SYNC_PURGE_LOCK_ID,
     batch=compile_statement(select(func.count()).select_from(_purged)),
 )
 
 
 def trash_purge(database: Database, settings: Settings) -> BatchPurge:
-    return BatchPurge(
-        database,
-        TRASH_RETENTION,
-        timedelta(days=settings.trash_retention_days),
-        settings.retention_purge_interval_seconds,
-    )
+    return BatchPurge(database, TRASH_RETENTION, timedelta(days=settings.trash_retention_days))

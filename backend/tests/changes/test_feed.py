@@ -151,7 +151,7 @@ async def test_a_new_account_has_an_empty_feed_and_cursor_zero(
     }
 
 
-@pytest.mark.parametrize("since", ["abc", "-1", "1.5", "", "1" * 19])
+@pytest.mark.parametrize("since", ["abc", "-1", "1.2.3", ".5", "", "1" * 19])
 async def test_a_malformed_cursor_is_422(
     client: httpx.AsyncClient, logged_in: Account, since: str
 ) -> None:
@@ -199,7 +199,7 @@ async def test_a_cursor_older_than_the_pruned_tombstones_is_410_and_a_newer_one_
             text("UPDATE task_tombstones SET purged_at = now() - interval '2 days'")
         )
 
-    pruned = await BatchPurge(database, TOMBSTONE_RETENTION, timedelta(days=1), 60).purge()
+    pruned = await BatchPurge(database, TOMBSTONE_RETENTION, timedelta(days=1)).purge()
 
     assert pruned == 1
     response = await client.get(
@@ -249,3 +249,55 @@ async def test_a_deleted_accounts_feed_goes_with_it(
     assert (heads, tombstones) == (0, 0)
     response = await client.get(changes_url(logged_in), headers=logged_in.headers)
     assert response.status_code == 401
+
+
+async def prune_every_tombstone(engine: AsyncEngine, database: Database) -> int:
+    async with engine.begin() as connection:
+        await connection.execute(
+            text("UPDATE task_tombstones SET purged_at = now() - interval '2 days'")
+        )
+    return await BatchPurge(database, TOMBSTONE_RETENTION, timedelta(days=1)).purge()
+
+
+@pytest.mark.parametrize("limit", [1000, 2], ids=["one-page", "paged"])
+async def test_a_full_sync_after_pruned_tombstones_continues_without_410(
+    client: httpx.AsyncClient,
+    logged_in: Account,
+    engine: AsyncEngine,
+    database: Database,
+    limit: int,
+) -> None:
+    kept = [(await create_task(client, logged_in, f"kept {n}"))["id"] for n in range(5)]
+    doomed = await create_task(client, logged_in, "doomed")
+    await write(client, logged_in, "DELETE", f"/tasks/{doomed['id']}")
+    await write(client, logged_in, "DELETE", f"/trash/{doomed['id']}")
+    # The purge's number, now forgotten, is above every live task's.
+    assert await prune_every_tombstone(engine, database) == 1
+
+    body = await changes(client, logged_in, limit=limit)
+    seen = [change["task"]["id"] for change in body["changes"]]
+    while body["has_more"]:
+        body = await changes(client, logged_in, body["cursor"], limit=limit)
+        seen += [c["task"]["id"] for c in body["changes"] if c["op"] == "upsert"]
+    assert seen == kept
+    # The cursor the full sync ended with goes on working.
+    edited = await write(client, logged_in, "PATCH", f"/tasks/{kept[0]}", json={"title": "new"})
+    after = await changes(client, logged_in, body["cursor"])
+    assert after["changes"] == [{"op": "upsert", "task": edited.json()}]
+
+
+async def test_a_deleted_accounts_cursor_is_401_not_410(
+    client: httpx.AsyncClient, logged_in: Account, engine: AsyncEngine
+) -> None:
+    await create_task(client, logged_in)
+    cursor = (await changes(client, logged_in))["cursor"]
+    async with engine.begin() as connection:
+        await connection.execute(
+            text("DELETE FROM users WHERE id = :id"), {"id": uuid.UUID(logged_in.id)}
+        )
+
+    response = await client.get(
+        changes_url(logged_in), params={"since": cursor}, headers=logged_in.headers
+    )
+
+    assert response.status_code == 401, response.text

@@ -72,7 +72,7 @@ async def holding_purge_lock(engine: AsyncEngine) -> AsyncIterator[None]:
 
 
 def purge_of(database: Database) -> BatchPurge:
-    return BatchPurge(database, KEY_RETENTION, RETENTION, interval_seconds=60)
+    return BatchPurge(database, KEY_RETENTION, RETENTION)
 
 
 async def test_purge_deletes_the_keys_past_retention_and_keeps_the_others(
