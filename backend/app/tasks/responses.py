@@ -11,9 +11,11 @@ from typing import Any
 import structlog
 from fastapi import Request, Response, status
 
+from app.db.database import Row
 from app.http.conditional import version_etag
 from app.http.errors import RETRY_AFTER_HEADER, ErrorBody, error_responses
 from app.idempotency.replay import StoredResponse
+from app.tasks.pagination import Cursor
 from app.tasks.repository import Task
 from app.tasks.schemas import TaskRead, stored_task, task_json
 
@@ -113,3 +115,16 @@ def page_etag(content: bytes, link: str | None) -> str:
     if link is not None:
         digest.update(link.encode())
     return f'W/"{digest.hexdigest()[:32]}"'
+
+
+def next_page(
+    request: Request, rows: list[Row], limit: int, ordered_by: str
+) -> tuple[list[Row], dict[str, str]]:
+    """A keyset page read with ``limit + 1`` rows: the page, and when more remain a ``Link``
+    header to the next one, whose cursor is the last row's (``ordered_by``, id)."""
+    if len(rows) <= limit:
+        return rows, {}
+    page = rows[:limit]
+    last = page[-1]
+    cursor = Cursor(at=last[ordered_by], id=last["id"]).encode()
+    return page, {"Link": f'<{request.url.include_query_params(cursor=cursor)}>; rel="next"'}

@@ -25,6 +25,7 @@ from app.tasks.responses import (
     WRITE_NOT_FOUND,
     TaskJSONResponse,
     location,
+    next_page,
     page_etag,
     replay,
     task_response,
@@ -83,15 +84,8 @@ async def list_tasks(
     ] = None,
 ) -> Response:
     after = Cursor.decode(cursor) if cursor is not None else None
-    page = await tasks.list(limit=limit + 1, completed=completed, after=after)
-    headers = {}
-    if len(page) > limit:
-        page = page[:limit]
-        last = page[-1]
-        next_url = request.url.include_query_params(
-            cursor=Cursor(at=last["created_at"], id=last["id"]).encode()
-        )
-        headers["Link"] = f'<{next_url}>; rel="next"'
+    rows = await tasks.list(limit=limit + 1, completed=completed, after=after)
+    page, headers = next_page(request, rows, limit, "created_at")
     content = tasks_json(page)
     headers["ETag"] = page_etag(content, headers.get("Link"))
     if_none_match = IF_NONE_MATCH.read(request)

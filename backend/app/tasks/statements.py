@@ -13,6 +13,7 @@ from itertools import combinations
 from typing import cast
 
 from sqlalchemy import (
+    Column,
     ColumnElement,
     Integer,
     Table,
@@ -198,58 +199,48 @@ UPDATE_TASK = {
 }
 
 
-def _list_statement(*, by_completed: bool, after_cursor: bool) -> Statement:
-    """Newest first (created_at, then id, descending), ``limit`` rows."""
-    conditions: list[ColumnElement[bool]] = [_OWNED]
-    if by_completed:
-        conditions.append(tasks.c.completed == bindparam("completed"))
+def _newest_first(
+    columns: tuple[Column[object], ...],
+    by: Column[object],
+    conditions: list[ColumnElement[bool]],
+    *,
+    after_cursor: bool,
+) -> Statement:
+    """``by`` descending, then id, ``limit`` rows; after a cursor, the rows that sort after
+    (``after_<by>``, ``after_id``)."""
     if after_cursor:
-        conditions.append(
-            tuple_(tasks.c.created_at, tasks.c.id)
+        conditions = [
+            *conditions,
+            tuple_(by, tasks.c.id)
             < tuple_(
-                bindparam("after_created_at", type_=tasks.c.created_at.type),
+                bindparam(f"after_{by.name}", type_=by.type),
                 bindparam("after_id", type_=tasks.c.id.type),
-            )
-        )
+            ),
+        ]
     return compile_statement(
-        select(*TASK_COLUMNS)
+        select(*columns)
         .where(*conditions)
-        .order_by(tasks.c.created_at.desc(), tasks.c.id.desc())
+        .order_by(by.desc(), tasks.c.id.desc())
         .limit(bindparam("limit"))
     )
 
 
 # Keyed by (filters on completed, continues after a cursor).
 LIST_TASKS = {
-    (by_completed, after_cursor): _list_statement(
-        by_completed=by_completed, after_cursor=after_cursor
+    (by_completed, after_cursor): _newest_first(
+        TASK_COLUMNS,
+        tasks.c.created_at,
+        [_OWNED, tasks.c.completed == bindparam("completed")] if by_completed else [_OWNED],
+        after_cursor=after_cursor,
     )
     for by_completed in (False, True)
     for after_cursor in (False, True)
 }
-
-
-def _trash_statement(*, after_cursor: bool) -> Statement:
-    """Most recently deleted first (deleted_at, then id, descending), ``limit`` rows."""
-    conditions: list[ColumnElement[bool]] = [_TRASHED]
-    if after_cursor:
-        conditions.append(
-            tuple_(tasks.c.deleted_at, tasks.c.id)
-            < tuple_(
-                bindparam("after_deleted_at", type_=tasks.c.deleted_at.type),
-                bindparam("after_id", type_=tasks.c.id.type),
-            )
-        )
-    return compile_statement(
-        select(*TRASHED_COLUMNS)
-        .where(*conditions)
-        .order_by(tasks.c.deleted_at.desc(), tasks.c.id.desc())
-        .limit(bindparam("limit"))
-    )
-
-
-# Keyed by whether the listing continues after a cursor.
+# The trash, most recently deleted first; keyed by whether the listing continues after a cursor.
 LIST_TRASH = {
-    after_cursor: _trash_statement(after_cursor=after_cursor) for after_cursor in (False, True)
+    after_cursor: _newest_first(
+        TRASHED_COLUMNS, tasks.c.deleted_at, [_TRASHED], after_cursor=after_cursor
+    )
+    for after_cursor in (False, True)
 }
 GET_TRASHED = compile_statement(select(*TRASHED_COLUMNS).where(*_THIS_TRASHED))

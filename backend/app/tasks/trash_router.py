@@ -24,6 +24,7 @@ from app.tasks.responses import (
     NOT_FOUND,
     PRECONDITIONS,
     TaskJSONResponse,
+    next_page,
     replay,
     task_response,
     written,
@@ -60,15 +61,8 @@ async def list_trash(
     ] = None,
 ) -> Response:
     after = Cursor.decode(cursor) if cursor is not None else None
-    page = await tasks.list_trash(limit=limit + 1, after=after)
-    headers = {}
-    if len(page) > limit:
-        page = page[:limit]
-        last = page[-1]
-        next_url = request.url.include_query_params(
-            cursor=Cursor(at=last["deleted_at"], id=last["id"]).encode()
-        )
-        headers["Link"] = f'<{next_url}>; rel="next"'
+    rows = await tasks.list_trash(limit=limit + 1, after=after)
+    page, headers = next_page(request, rows, limit, "deleted_at")
     return TaskJSONResponse(tasks_json(page), headers=headers)
 
 
