@@ -3,8 +3,8 @@
 Why a reader never skips a change: each change takes its number while holding the owner's
 change lock until it commits (changes/models.py), so the owner's numbers visible at any moment
 are all of the owner's numbers up to the newest visible one, gaps only where a change rolled
-back. Reading the bounds first and the page after, a cursor never moves past a number that
-could still commit.
+back. The bounds and the page come from one snapshot, so a cursor never moves past a number
+that could still commit.
 """
 
 from __future__ import annotations

@@ -9,32 +9,16 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import Interval, and_, bindparam, delete, func, select, update
+from sqlalchemy import func, select, update
 
 from app.changes.statements import change_heads, tombstones
 from app.db.database import Database
-from app.db.purge import BatchPurge, PurgeLoop, Retention
-from app.db.statements import compile_statement
+from app.db.purge import BatchPurge, PurgeLoop, Retention, count_of, expired_batch
 from app.settings import Settings
 from app.tasks.trash_purge import SYNC_PURGE_LOCK_ID, trash_purge
 
-_expired = (
-    select(tombstones.c.user_id, tombstones.c.change_seq)
-    .where(tombstones.c.purged_at < func.now() - bindparam("retention", type_=Interval))
-    .limit(bindparam("batch_size"))
-    .with_for_update(skip_locked=True)
-    .cte("expired")
-)
-_pruned = (
-    delete(tombstones)
-    .where(
-        and_(
-            tombstones.c.user_id == _expired.c.user_id,
-            tombstones.c.change_seq == _expired.c.change_seq,
-        )
-    )
-    .returning(tombstones.c.user_id, tombstones.c.change_seq)
-    .cte("pruned")
+_pruned = expired_batch(
+    tombstones, tombstones.c.purged_at, [tombstones.c.user_id, tombstones.c.change_seq]
 )
 _through = (
     select(_pruned.c.user_id, func.max(_pruned.c.change_seq).label("seq"))
@@ -50,7 +34,7 @@ _marked = (
 TOMBSTONE_RETENTION = Retention(
     name="change_tombstones",
     lock_id=SYNC_PURGE_LOCK_ID,
-    batch=compile_statement(select(func.count()).select_from(_pruned).add_cte(_marked)),
+    batch=count_of(_pruned, _marked),
 )
 
 

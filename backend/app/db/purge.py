@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 import structlog
-from sqlalchemy import func, literal_column, select
+from sqlalchemy import Column, Interval, Table, bindparam, delete, func, literal_column, select
+from sqlalchemy.sql.selectable import CTE
 
 from app.db.database import Database
 from app.db.statements import Statement, compile_statement
@@ -24,6 +25,31 @@ logger = structlog.get_logger("app.db")
 
 # Small enough that a batch takes milliseconds; a purge loops until a batch comes back short.
 BATCH_SIZE = 1000
+
+
+def expired_batch(table: Table, aged_by: Column[object], keys: Sequence[Column[object]]) -> CTE:
+    """A DELETE of at most ``:batch_size`` rows of ``table`` whose ``aged_by`` is older than
+    ``:retention`` (an interval), returning their ``keys``. Rows another transaction holds (an
+    owner's own write, a concurrent purge) are skipped, not waited for."""
+    expired = (
+        select(*keys)
+        .where(aged_by < func.now() - bindparam("retention", type_=Interval))
+        .limit(bindparam("batch_size"))
+        .with_for_update(skip_locked=True)
+        .cte("expired")
+    )
+    return (
+        delete(table)
+        .where(*(key == expired.c[key.name] for key in keys))
+        .returning(*keys)
+        .cte("purged")
+    )
+
+
+def count_of(purged: CTE, *also: CTE) -> Statement:
+    """A retention's batch: run ``purged`` (and the statements ``also`` need done with it) and
+    count the rows it deleted."""
+    return compile_statement(select(func.count()).select_from(purged).add_cte(*also))
 
 
 @dataclass(frozen=True)

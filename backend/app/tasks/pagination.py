@@ -15,6 +15,11 @@ import struct
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from fastapi import Query
+from pydantic import StringConstraints
+from pydantic.json_schema import SkipJsonSchema
 
 from app.tasks.errors import InvalidCursorError
 
@@ -28,6 +33,13 @@ _MICROSECOND = timedelta(microseconds=1)
 _MIN_MICROS = (datetime.min.replace(tzinfo=UTC) - _EPOCH) // _MICROSECOND
 _MAX_MICROS = (datetime.max.replace(tzinfo=UTC) - _EPOCH) // _MICROSECOND
 _VALID = re.compile(CURSOR_PATTERN)
+
+# The query parameters of a keyset listing (the task list, the trash).
+PageLimit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]
+PageCursor = Annotated[
+    Annotated[str, StringConstraints(pattern=CURSOR_PATTERN)] | SkipJsonSchema[None],
+    Query(description="From the previous page's Link header"),
+]
 
 
 @dataclass(frozen=True)

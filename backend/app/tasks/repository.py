@@ -199,15 +199,11 @@ class TaskRepository:
 
     async def list_trash(self, *, limit: int, after: Cursor | None = None) -> Rows:
         """Most recently deleted first; ``after`` continues a listing."""
-        if after is None:
-            rows = await self._all(LIST_TRASH[False], limit=limit)
-        else:
-            rows = await self._all(
-                LIST_TRASH[True],
-                limit=limit,
-                after_deleted_at=after.at,
-                after_id=after.id,
-            )
+        filters: dict[str, Any] = {"limit": limit}
+        if after is not None:
+            filters["after_deleted_at"] = after.at
+            filters["after_id"] = after.id
+        rows = await self._all(LIST_TRASH[after is not None], **filters)
         if not rows:
             await UserRepository(self._database).ensure_exists(self._owner_id)
         return rows
@@ -254,9 +250,10 @@ class TaskRepository:
     ) -> StoredResponse | None:
         """Delete every trashed task for good."""
         written = await self._write(EMPTY_TRASH, None, idempotency)
+        assert written is not None  # a count, whether or not the trash held anything
         if isinstance(written, StoredResponse):
             return written
-        if written is None or written["purged"] == 0:
+        if written["purged"] == 0:
             # Nothing purged: an empty trash is an answer only for an account that exists.
             await UserRepository(self._database).ensure_exists(self._owner_id)
         return None

@@ -5,7 +5,6 @@ from typing import Annotated
 
 import structlog
 from fastapi import APIRouter, Query, Request, Response, status
-from pydantic import StringConstraints
 from pydantic.json_schema import SkipJsonSchema
 
 from app.http.conditional import none_match, version_etag
@@ -14,7 +13,7 @@ from app.http.request_headers import IF_NONE_MATCH, documented
 from app.idempotency.deps import CHANGE_HEADERS, KEY_HEADERS, safe_write
 from app.idempotency.replay import StoredResponse
 from app.tasks.deps import TaskRepoDep
-from app.tasks.pagination import CURSOR_PATTERN, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Cursor
+from app.tasks.pagination import DEFAULT_PAGE_SIZE, Cursor, PageCursor, PageLimit
 from app.tasks.responses import (
     CHANGE,
     ETAG_HEADER,
@@ -77,11 +76,8 @@ async def list_tasks(
     completed: Annotated[
         bool | SkipJsonSchema[None], Query(description="Only completed or open tasks")
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
-    cursor: Annotated[
-        Annotated[str, StringConstraints(pattern=CURSOR_PATTERN)] | SkipJsonSchema[None],
-        Query(description="From the previous page's Link header"),
-    ] = None,
+    limit: PageLimit = DEFAULT_PAGE_SIZE,
+    cursor: PageCursor = None,
 ) -> Response:
     after = Cursor.decode(cursor) if cursor is not None else None
     rows = await tasks.list(limit=limit + 1, completed=completed, after=after)

@@ -7,18 +7,15 @@ is a change like any other, under If-Match and an Idempotency-Key.
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
 
 import structlog
-from fastapi import APIRouter, Query, Request, Response, status
-from pydantic import StringConstraints
-from pydantic.json_schema import SkipJsonSchema
+from fastapi import APIRouter, Request, Response, status
 
 from app.http.errors import error_responses
 from app.idempotency.deps import CHANGE_HEADERS, KEY_HEADERS, safe_write
 from app.idempotency.replay import StoredResponse
 from app.tasks.deps import TaskRepoDep
-from app.tasks.pagination import CURSOR_PATTERN, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Cursor
+from app.tasks.pagination import DEFAULT_PAGE_SIZE, Cursor, PageCursor, PageLimit
 from app.tasks.responses import (
     CHANGE,
     NOT_FOUND,
@@ -54,11 +51,8 @@ router = APIRouter(
 async def list_trash(
     request: Request,
     tasks: TaskRepoDep,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
-    cursor: Annotated[
-        Annotated[str, StringConstraints(pattern=CURSOR_PATTERN)] | SkipJsonSchema[None],
-        Query(description="From the previous page's Link header"),
-    ] = None,
+    limit: PageLimit = DEFAULT_PAGE_SIZE,
+    cursor: PageCursor = None,
 ) -> Response:
     after = Cursor.decode(cursor) if cursor is not None else None
     rows = await tasks.list_trash(limit=limit + 1, after=after)
