@@ -16,10 +16,11 @@ from app.auth.export import ExportSlots
 from app.auth.rate_limit import RateLimiter
 from app.auth.router import router as auth_router
 from app.auth.tokens import TokenCodec
+from app.changes.models import TASK_CHANGES_CHANNEL
 from app.changes.retention import sync_purge
 from app.changes.router import router as changes_router
 from app.db.database import Database
-from app.db.engine import connect_outside_pool
+from app.db.engine import DriverConnection, connect_outside_pool
 from app.db.notifications import NotificationListener
 from app.db.purge import PurgeLoop
 from app.http.allowed_hosts import AllowedHostsMiddleware
@@ -32,6 +33,8 @@ from app.http.last_resort import LastResortErrorMiddleware
 from app.http.openapi import install_openapi, operation_id
 from app.http.security_headers import SecurityHeadersMiddleware
 from app.idempotency.purge import key_purge
+from app.live.hub import EventHub
+from app.live.router import router as live_router
 from app.observability.health import router as health_router
 from app.observability.logging import configure_logging
 from app.observability.metrics import Metrics
@@ -50,6 +53,7 @@ logger = structlog.get_logger("app.main")
 class LifespanState(TypedDict):
     database: Database
     listener: NotificationListener
+    events: EventHub  # also closed by the server's shutdown (http/server_protocol.py)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -82,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tasks_router)
     app.include_router(trash_router)
     app.include_router(changes_router)
+    app.include_router(live_router)
     app.include_router(auth_router)
     app.include_router(sessions_router)
     app.include_router(health_router)
@@ -119,22 +124,36 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 def _lifespan(
     settings: Settings, sessions: SessionConfig, metrics: Metrics | None
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[LifespanState]]:
-    """What lives as long as the app: the pool, the LISTEN connection, the purges."""
+    """What lives as long as the app: the pool, the LISTEN connection, the event streams, the
+    purges."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[LifespanState]:
         database = Database.from_settings(settings)
+        events = EventHub(
+            database,
+            max_streams_per_user=settings.events_max_streams_per_user,
+            heartbeat_seconds=settings.events_heartbeat_seconds,
+        )
+
+        async def on_listening(connection: DriverConnection) -> None:
+            await sessions.revoked.reload(connection)
+            await events.on_listening(connection)
+
         listener = NotificationListener(
             connect=functools.partial(connect_outside_pool, settings, settings.listen_database),
-            channels={SESSION_ENDED_CHANNEL: sessions.revoked.on_notification},
-            on_connect=sessions.revoked.reload,
+            channels={
+                SESSION_ENDED_CHANNEL: sessions.revoked.on_notification,
+                TASK_CHANGES_CHANNEL: events.on_notification,
+            },
+            on_connect=on_listening,
         )
         purges: list[PurgeLoop] = []
         try:
             await database.wait_until_ready(settings.db_startup_deadline_seconds)
             logger.info("database_ready", database=database.target.display)
-            # Ended sessions reach this process through the database's notifications; the
-            # revocation list is (re)loaded each time the listener (re)connects.
+            # Ended sessions and task changes reach this process through the database's
+            # notifications; what was missed is made up for each time the listener (re)connects.
             await listener.start(settings.db_startup_deadline_seconds)
             purges = [key_purge(database, settings).start(), sync_purge(database, settings).start()]
             if metrics:
@@ -145,13 +164,14 @@ def _lifespan(
             # start-up's own garbage is not kept for the life of the process.
             gc.collect()
             gc.freeze()
-            yield {"database": database, "listener": listener}
+            yield {"database": database, "listener": listener, "events": events}
         finally:
             gc.unfreeze()  # a process that builds another app (the tests) collects as usual
             if metrics:
                 metrics.unwatch_pool()
             for running in purges:
                 await running.stop()
+            await events.stop()
             await listener.stop()
             await database.dispose()
             logger.info("database_disposed")

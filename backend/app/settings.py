@@ -100,6 +100,11 @@ class Settings(BaseSettings):
     trash_retention_days: float = Field(30, gt=0, le=3650)
     changes_retention_days: float = Field(30, gt=0, le=3650)
     retention_purge_interval_seconds: float = Field(60, gt=0, le=86400)
+    # Live updates (README "Live updates"): event streams one user may hold open on one worker
+    # process (429 beyond), and how long a quiet stream waits before a heartbeat comment, which
+    # keeps proxies from closing it.
+    events_max_streams_per_user: int = Field(10, ge=1, le=1000)
+    events_heartbeat_seconds: float = Field(15, gt=0, le=300)
 
     # Abuse limits for signup and login (the `limits` notation: "N/period"; auth/rate_limit.py).
     rate_limit_auth_per_address: str = "30/minute"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass, field
 from typing import Annotated
 
 import structlog
@@ -150,6 +151,40 @@ token_claims = BearerTokenClaims(
     tokenUrl="/api/auth/token", auto_error=False, scheme_name="OAuth2PasswordBearer"
 )
 TokenClaimsDep = Annotated[TokenClaims, Depends(token_claims)]
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedBearer:
+    """A verified bearer token, for a response that outlives its request (an event stream)
+    and must stop when the token would no longer be accepted."""
+
+    token: str = field(repr=False)  # never in a repr, a traceback's locals or a log line
+    claims: TokenClaims
+    codec: TokenCodec = field(repr=False)
+
+    def still_accepted(self) -> bool:
+        """Not expired, and its session not ended (the codec's cache answers: no decoding)."""
+        try:
+            self.codec.claims_of(self.token)
+        except TokenError:
+            return False
+        return True
+
+
+class BearerTokenVerified(BearerTokenSubject):
+    """The bearer token itself with its claims; the same security scheme."""
+
+    async def __call__(self, request: Request) -> VerifiedBearer:  # type: ignore[override]
+        claims = await self.claims(request)
+        token = await OAuth2PasswordBearer.__call__(self, request)
+        assert token is not None  # claims() refused a missing one
+        return VerifiedBearer(token, claims, await get_token_codec(request))
+
+
+verified_bearer = BearerTokenVerified(
+    tokenUrl="/api/auth/token", auto_error=False, scheme_name="OAuth2PasswordBearer"
+)
+VerifiedBearerDep = Annotated[VerifiedBearer, Depends(verified_bearer)]
 
 
 async def get_current_user(subject: TokenSubject, users: UserRepoDep) -> UserRead:

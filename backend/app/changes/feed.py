@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from app.auth.repository import UserRepository
 from app.changes.errors import CursorExpiredError
 from app.changes.statements import BOUNDS, CHANGES_AFTER, SNAPSHOT
-from app.db.database import Database, Row
+from app.db.database import Database, Row, Transaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,18 +49,30 @@ class ChangeFeed:
         self._database = database
         self._owner_id = owner_id
 
+    async def _bounds(self, source: Database | Transaction) -> tuple[int, int]:
+        """The highest number the owner's feed has used, visible or forgotten (0: none yet),
+        and the highest forgotten."""
+        bounds = await source.fetch_one(BOUNDS, owner_id=self._owner_id)
+        assert bounds is not None  # a SELECT of two scalars: one row
+        expired_through = int(bounds["expired_through"])
+        return max(int(bounds["newest"]), expired_through), expired_through
+
+    async def newest(self) -> FeedCursor:
+        """Where a client that holds everything now stands: after the newest change."""
+        highest, _ = await self._bounds(self._database)
+        if highest == 0:
+            await UserRepository(self._database).ensure_exists(self._owner_id)
+        return FeedCursor(highest)
+
     async def read(self, *, since: FeedCursor | None, limit: int) -> FeedPage:
         """The changes after ``since`` (None: a full sync, the live tasks), at most ``limit``.
         410 when the cursor is older than the tombstones kept, or newer than any change."""
         # One snapshot for the bounds and the page: a tombstone pruned between the two would
         # otherwise be missing from the page while the cursor moved past it.
         async with self._database.transaction(isolation="repeatable_read", readonly=True) as tx:
-            bounds = await tx.fetch_one(BOUNDS, owner_id=self._owner_id)
-            assert bounds is not None  # a SELECT of two scalars: one row
-            highest = max(bounds["newest"], bounds["expired_through"])
+            highest, expired_through = await self._bounds(tx)
             expired = since is not None and not (
-                bounds["expired_through"] <= max(since.after, since.floor)
-                and since.after <= highest
+                expired_through <= max(since.after, since.floor) and since.after <= highest
             )
             rows = (
                 []

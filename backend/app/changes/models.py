@@ -17,6 +17,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.models import Base
 
+# Each numbered change notifies this channel with its owner's id, once per transaction and owner,
+# when it commits (migration 0006); every process's listener wakes that owner's event streams.
+TASK_CHANGES_CHANNEL = "task_changes"
+
 
 class ChangeHead(Base):
     """An owner's lock on their change numbers. A change locks this row until it commits and

@@ -42,6 +42,7 @@ class ErrorCode(StrEnum):
     INVALID_CREDENTIALS = "invalid_credentials"
     EMAIL_TAKEN = "email_taken"
     RATE_LIMITED = "rate_limited"
+    TOO_MANY_STREAMS = "too_many_streams"
     TASK_NOT_FOUND = "task_not_found"
     TASK_EXISTS = "task_exists"
     VERSION_CONFLICT = "version_conflict"
@@ -52,6 +53,7 @@ class ErrorCode(StrEnum):
     CURSOR_EXPIRED = "cursor_expired"
     DATABASE_UNAVAILABLE = "database_unavailable"
     DATABASE_TIMEOUT = "database_timeout"
+    SHUTTING_DOWN = "shutting_down"
 
 
 class AppError(Exception):

@@ -125,6 +125,15 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._cancel_timer()
         super().connection_lost(exc)
 
+    def shutdown(self) -> None:
+        super().shutdown()
+        # A graceful shutdown waits for every response to complete, which an event stream never
+        # does by itself: the lifespan's hub (main.py) ends them all now, each with its last
+        # chunk, instead of their being cut when the grace period runs out.
+        events = self.app_state.get("events")
+        if events is not None:
+            events.close_streams()
+
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return

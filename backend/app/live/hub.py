@@ -1,0 +1,211 @@
+"""EventHub: this process's open event streams, woken by the database's notifications.
+
+Every numbered change notifies `task_changes` with its owner's id when it commits (migration
+0006). The process's one listener (db/notifications.py) hands the id to `EventHub`, which wakes
+the owner's `UserChannel` if any of the owner's streams is open here. The channel reads the
+owner's feed (changes/feed.py) once for all of them, from the lowest number any of them has
+received, and hands each stream the changes above its own number.
+
+Why a stream misses nothing: it joins its channel before its own catch-up read, and when that
+read is done it wakes the channel once more. A change that commits after the catch-up's snapshot
+notifies after its commit; whether the notification arrives before or after the catch-up ends,
+a channel read begins after both, includes this stream and starts no higher than its number.
+Why nothing twice: a stream takes only changes above what it has received, in number order.
+Notifications sent while the listener was away are made up for by waking every channel when it
+reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import structlog
+
+from app.changes.feed import ChangeFeed, FeedCursor
+from app.db.database import Database, Row
+from app.db.engine import DriverConnection
+from app.http.errors import AppError
+from app.live.errors import StreamsClosingError, TooManyStreamsError
+
+logger = structlog.get_logger("app.live")
+
+# Changes one channel read fetches at most; a longer backlog takes several reads in a row.
+READ_PAGE = 500
+# Changes waiting for one stream whose client reads too slowly: past this the stream ends, and
+# the client resumes exactly where it stopped with Last-Event-ID.
+MAX_PENDING = 5000
+# A refused stream's Retry-After: streams are long-lived, so a slot frees up rarely.
+RETRY_AFTER_SECONDS = 10
+
+
+class Stream:
+    """One open event stream: the changes handed to it that its response has yet to send."""
+
+    def __init__(self, channel: UserChannel) -> None:
+        self._channel = channel
+        # The highest change number handed over; None until its own catch-up read is done.
+        self.received: int | None = None
+        self._pending: list[Row] = []
+        self._wakeup = asyncio.Event()
+        self.end_reason: str | None = None
+
+    @property
+    def user_id(self) -> uuid.UUID:
+        return self._channel.user_id
+
+    def caught_up(self, through: int) -> None:
+        """Its catch-up read has sent everything up to ``through``: the channel takes over."""
+        self.received = through
+        self._channel.wake()
+
+    def hand(self, rows: list[Row], through: int) -> None:
+        """A channel read's changes (in number order, every change up to ``through``)."""
+        received = self.received
+        if received is None or self.end_reason is not None:
+            return
+        self._pending.extend(row for row in rows if row["change_seq"] > received)
+        self.received = max(received, through)
+        if len(self._pending) > MAX_PENDING:
+            self.end("client_too_slow")
+        elif self._pending:
+            self._wakeup.set()
+
+    def end(self, reason: str) -> None:
+        if self.end_reason is None:
+            self.end_reason = reason
+            self._wakeup.set()
+
+    async def next_changes(self) -> list[Row] | None:
+        """The changes waiting, once there are some; None once the stream has ended (what was
+        still waiting is dropped: the client resumes with Last-Event-ID)."""
+        if not self._pending and self.end_reason is None:
+            await self._wakeup.wait()
+        self._wakeup.clear()
+        if self.end_reason is not None:
+            return None
+        changes, self._pending = self._pending, []
+        return changes
+
+    def close(self) -> None:
+        """Leave the channel: the response has ended, whichever way."""
+        self.end("closed")
+        self._channel.leave(self)
+
+
+class UserChannel:
+    """One user's streams on this process, and the one read at a time that feeds them."""
+
+    def __init__(self, hub: EventHub, user_id: uuid.UUID) -> None:
+        self._hub = hub
+        self.user_id = user_id
+        self.streams: set[Stream] = set()
+        self._reader: asyncio.Task[None] | None = None
+        self._again = False
+
+    def wake(self) -> None:
+        if self._reader is not None:
+            self._again = True  # the read under way may have begun before this change
+        else:
+            self._reader = asyncio.create_task(self._read_while_woken(), name="event-channel")
+
+    def leave(self, stream: Stream) -> None:
+        self.streams.discard(stream)
+        if not self.streams:
+            self._hub.forget(self)
+
+    async def _read_while_woken(self) -> None:
+        feed = ChangeFeed(self._hub.database, self.user_id)
+        try:
+            while True:
+                self._again = False
+                ready = [s for s in self.streams if s.received is not None and not s.end_reason]
+                if not ready:
+                    return
+                since = min(s.received for s in ready if s.received is not None)
+                page = await feed.read(since=FeedCursor(since), limit=READ_PAGE)
+                for stream in ready:
+                    stream.hand(page.rows, page.cursor.after)
+                if not (page.has_more or self._again):
+                    return
+        except Exception as exc:
+            # The database is down or the account is gone: the streams end, and each client
+            # resumes exactly with Last-Event-ID once it can.
+            error = exc.code if isinstance(exc, AppError) else type(exc).__name__
+            logger.warning(
+                "event_channel_read_failed",
+                user_id=str(self.user_id),
+                error=error,
+                exc_info=not isinstance(exc, AppError),
+            )
+            for stream in list(self.streams):
+                stream.end("read_failed")
+        finally:
+            self._reader = None
+
+    async def stop(self) -> None:
+        reader = self._reader
+        if reader is not None:
+            reader.cancel()
+            await asyncio.wait([reader])
+
+
+class EventHub:
+    def __init__(
+        self, database: Database, *, max_streams_per_user: int, heartbeat_seconds: float
+    ) -> None:
+        self.database = database
+        self.heartbeat_seconds = heartbeat_seconds
+        self._max_streams_per_user = max_streams_per_user
+        # By the user id as text: a notification's payload is the key, with no parsing.
+        self._channels: dict[str, UserChannel] = {}
+        self._closing = False
+
+    def __len__(self) -> int:
+        """The streams open here."""
+        return sum(len(channel.streams) for channel in self._channels.values())
+
+    def join(self, user_id: uuid.UUID) -> Stream:
+        """A new stream of ``user_id``'s changes, catching up before it is fed (Stream.caught_up).
+        429 past the per-user cap; 503 once the server is shutting down."""
+        if self._closing:
+            raise StreamsClosingError()
+        key = str(user_id)
+        channel = self._channels.get(key)
+        if channel is None:
+            channel = self._channels[key] = UserChannel(self, user_id)
+        elif len(channel.streams) >= self._max_streams_per_user:
+            logger.info("event_stream_refused", user_id=key, open=len(channel.streams))
+            raise TooManyStreamsError(RETRY_AFTER_SECONDS)
+        stream = Stream(channel)
+        channel.streams.add(stream)
+        return stream
+
+    def forget(self, channel: UserChannel) -> None:
+        key = str(channel.user_id)
+        if self._channels.get(key) is channel:
+            del self._channels[key]
+
+    def on_notification(self, payload: str) -> None:
+        """The listener's callback for `task_changes`: the payload is the owner's id."""
+        channel = self._channels.get(payload)
+        if channel is not None:
+            channel.wake()
+
+    async def on_listening(self, _connection: DriverConnection) -> None:
+        """After the listener (re)connects: whatever was notified while it was away."""
+        for channel in list(self._channels.values()):
+            channel.wake()
+
+    def close_streams(self) -> None:
+        """The server is shutting down: every stream ends now (its response completes), and
+        no new one opens."""
+        self._closing = True
+        for channel in list(self._channels.values()):
+            for stream in list(channel.streams):
+                stream.end("shutdown")
+
+    async def stop(self) -> None:
+        self.close_streams()
+        for channel in list(self._channels.values()):
+            await channel.stop()

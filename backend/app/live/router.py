@@ -1,0 +1,89 @@
+"""GET /api/{user_id}/events: the owner's changes as they commit, as Server-Sent Events."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Path, Request
+from pydantic import StringConstraints
+from pydantic.json_schema import SkipJsonSchema
+
+from app.auth.deps import VerifiedBearerDep, require_path_owner
+from app.changes.feed import ChangeFeed, FeedCursor, FeedPage
+from app.changes.schemas import CURSOR_PATTERN
+from app.db.deps import get_database
+from app.http.errors import error_responses
+from app.live.hub import READ_PAGE, EventHub
+from app.live.response import MEDIA_TYPE, EventStreamResponse
+
+router = APIRouter(
+    prefix="/api/{user_id}/events",
+    tags=["sync"],
+    responses=error_responses(401, 403, 422, 503),
+)
+
+STREAM_DESCRIPTION = (
+    "`text/event-stream`. Each change is an event `task.upsert` or `task.delete` whose `data` is "
+    "the change as /changes writes it and whose `id` is the cursor after it. Comments (lines "
+    "starting with `:`) open the stream and keep it alive; ignore them. The stream ends when "
+    "the access token expires or its session ends, when the client falls too far behind, and "
+    "when the server shuts down: reconnect with `Last-Event-ID`."
+)
+
+
+async def get_event_hub(request: Request) -> EventHub:
+    """The lifespan's hub (main.py)."""
+    hub: EventHub = request.state.events
+    return hub
+
+
+@router.get(
+    "",
+    response_class=EventStreamResponse,
+    responses={
+        200: {"description": STREAM_DESCRIPTION, "content": {MEDIA_TYPE: {}}},
+        **error_responses(
+            410,
+            429,
+            descriptions={429: "This user has EVENTS_MAX_STREAMS_PER_USER streams open here"},
+        ),
+    },
+)
+async def stream_events(
+    request: Request,
+    user_id: Annotated[uuid.UUID, Path(description="Must be the authenticated user's id")],
+    bearer: VerifiedBearerDep,
+    last_event_id: Annotated[
+        Annotated[str, StringConstraints(pattern=CURSOR_PATTERN)] | SkipJsonSchema[None],
+        Header(
+            alias="Last-Event-ID",
+            description="The id of the last event received, or a /changes cursor: the stream "
+            "first sends every change after it. Absent: only changes from now on.",
+        ),
+    ] = None,
+) -> EventStreamResponse:
+    """The owner's task changes as they happen, from any replica, within about a second.
+    Errors (410 ``cursor_expired`` for a cursor the feed no longer covers, 429
+    ``too_many_streams``) come before the stream starts."""
+    database = await get_database(request)
+    await require_path_owner(database, user_id, bearer.claims.subject)
+    hub = await get_event_hub(request)
+    stream = hub.join(user_id)
+    feed = ChangeFeed(database, user_id)
+    try:
+        # The first read before the answer starts, so its errors are statuses, not a cut stream.
+        if last_event_id is None:
+            first_page = FeedPage(rows=[], cursor=await feed.newest(), has_more=False)
+        else:
+            first_page = await feed.read(since=FeedCursor.decode(last_event_id), limit=READ_PAGE)
+    except BaseException:
+        stream.close()
+        raise
+    return EventStreamResponse(
+        stream,
+        feed,
+        first_page,
+        still_accepted=bearer.still_accepted,
+        heartbeat_seconds=hub.heartbeat_seconds,
+    )
