@@ -21,6 +21,8 @@ from sqlalchemy.engine import make_url
 
 from app.auth.passwords import hash_password
 from app.auth.tokens import TokenCodec
+from app.changes.feed import FeedCursor
+from app.changes.statements import BOUNDS
 from app.db.embedded import start_embedded_postgres
 from app.db.engine import create_engine
 from app.db.migrations import upgrade
@@ -31,6 +33,10 @@ from app.tasks.statements import TASK_COLUMNS
 READERS = 1000
 WRITERS = 200
 TASKS_PER_USER = 50
+# C1's users (only seeded for it): each holds TASKS_PER_USER tasks, takes the cursor a client
+# holding them would have, then gets CHANGES_AFTER_CURSOR new tasks: one full page of /changes.
+SYNCERS = 20
+CHANGES_AFTER_CURSOR = 1000
 PASSWORD = "bench-password-not-secret"
 TOKEN_LIFETIME = timedelta(hours=12)
 # The task columns the seed fills in; any other column of the table takes its default.
@@ -63,6 +69,7 @@ class SeededDatabase:
     server_version: str
     max_connections: int
     postmaster_pid: int | None  # None when the server is not on this machine
+    syncers_file: Path | None = None  # "<id> <token> since=<cursor>&limit=1000" (C1 only)
 
 
 def asyncpg_dsn(url: str) -> str:
@@ -116,8 +123,9 @@ def fresh_database(server_url: str) -> Iterator[str]:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-async def prepare(url: str, out_dir: Path) -> SeededDatabase:
-    """Migrate, seed readers and writers, mint tokens, write the wrk data files."""
+async def prepare(url: str, out_dir: Path, *, syncers: bool = False) -> SeededDatabase:
+    """Migrate, seed readers and writers (and the syncers if asked), mint tokens, write the wrk
+    data files."""
     jwt_secret = secrets.token_urlsafe(48)
     settings = load_settings(database_url=url, jwt_secret=jwt_secret)
     engine = create_engine(settings)
@@ -131,10 +139,12 @@ async def prepare(url: str, out_dir: Path) -> SeededDatabase:
     password_hash = await hash_password(PASSWORD)
     readers = _users(READERS)
     writers = _users(WRITERS)
+    syncer_users = _users(SYNCERS) if syncers else []
     connection = await asyncpg.connect(asyncpg_dsn(url))
     try:
         await _seed(connection, "reader", readers, password_hash)
         await _seed(connection, "writer", writers, password_hash)
+        sync_queries = await _seed_syncers(connection, syncer_users, password_hash)
         await connection.execute("ANALYZE users; ANALYZE tasks")
         server_version = await connection.fetchval("SHOW server_version")
         max_connections = int(await connection.fetchval("SHOW max_connections"))
@@ -145,8 +155,11 @@ async def prepare(url: str, out_dir: Path) -> SeededDatabase:
     codec = dataclasses.replace(TokenCodec.from_settings(settings), lifetime=TOKEN_LIFETIME)
     readers_file = out_dir / "readers.txt"
     writers_file = out_dir / "writers.txt"
-    _write_data_file(readers_file, readers, codec)
-    _write_data_file(writers_file, writers, codec)
+    _write_data_file(readers_file, _task_lists(readers), codec)
+    _write_data_file(writers_file, _task_lists(writers), codec)
+    syncers_file = out_dir / "syncers.txt" if syncer_users else None
+    if syncers_file is not None:
+        _write_data_file(syncers_file, sync_queries, codec)
     return SeededDatabase(
         url=url,
         jwt_secret=jwt_secret,
@@ -155,6 +168,7 @@ async def prepare(url: str, out_dir: Path) -> SeededDatabase:
         server_version=str(server_version),
         max_connections=max_connections,
         postmaster_pid=postmaster_pid,
+        syncers_file=syncers_file,
     )
 
 
@@ -176,12 +190,39 @@ async def _seed(
             for number, user in enumerate(users)
         ],
     )
+    await _copy_tasks(connection, users)
+
+
+async def _seed_syncers(
+    connection: asyncpg.Connection, users: list[BenchUser], password_hash: str
+) -> dict[uuid.UUID, str]:
+    """Each syncer's query string for /changes: the cursor after their first tasks, followed
+    by CHANGES_AFTER_CURSOR tasks created after it (COPY fires the numbering trigger)."""
+    await _seed(connection, "syncer", users, password_hash)
+    queries = {}
+    for user in users:
+        # The bounds the service reads for a new cursor (ChangeFeed.newest).
+        bounds = await connection.fetchrow(BOUNDS.sql, *BOUNDS.arguments({"owner_id": user.id}))
+        assert bounds is not None
+        cursor = FeedCursor(max(int(bounds["newest"]), int(bounds["expired_through"])))
+        queries[user.id] = f"since={cursor.encode()}&limit={CHANGES_AFTER_CURSOR}"
+    later = [
+        BenchUser(id=user.id, task_ids=[uuid.uuid4() for _ in range(CHANGES_AFTER_CURSOR)])
+        for user in users
+    ]
+    await _copy_tasks(connection, later, first_number=TASKS_PER_USER)
+    return queries
+
+
+async def _copy_tasks(
+    connection: asyncpg.Connection, users: list[BenchUser], first_number: int = 0
+) -> None:
     start = datetime.now(UTC) - timedelta(days=30)
     # Any other column of TASK_COLUMNS (e.g. a version counter) takes its default, as on INSERT.
     columns = [column.name for column in TASK_COLUMNS if column.name in SEEDED_TASK_COLUMNS]
     records = []
     for user in users:
-        for number, task_id in enumerate(user.task_ids):
+        for number, task_id in enumerate(user.task_ids, start=first_number):
             created_at = start + timedelta(minutes=number)
             completed = number % 3 == 0
             task = {
@@ -198,13 +239,18 @@ async def _seed(
     await connection.copy_records_to_table("tasks", columns=columns, records=records)
 
 
-def _write_data_file(path: Path, users: list[BenchUser], codec: TokenCodec) -> None:
+def _task_lists(users: list[BenchUser]) -> dict[uuid.UUID, str]:
+    return {user.id: ",".join(map(str, user.task_ids)) for user in users}
+
+
+def _write_data_file(path: Path, third_fields: dict[uuid.UUID, str], codec: TokenCodec) -> None:
+    """One line per user: "<id> <token> <third field>" (bench/wrk.lua reads them)."""
     # A session id of its own per user: the task routes check it against the process's
     # revoked set only, never the sessions table, so no session row is needed.
     lines = []
-    for user in users:
-        token = codec.issue(user.id, uuid.uuid4()).value
-        lines.append(f"{user.id} {token} {','.join(map(str, user.task_ids))}\n")
+    for user_id, third in third_fields.items():
+        token = codec.issue(user_id, uuid.uuid4()).value
+        lines.append(f"{user_id} {token} {third}\n")
     path.write_text("".join(lines))
 
 

@@ -29,9 +29,15 @@ WORKLOADS = {
     "w4": "W4 toggle a task",
     "w3k": "W3k create a task, with Idempotency-Key",
     "w4k": "W4k toggle a task, with Idempotency-Key and If-Match",
+    "c1": "C1 /changes: 1,000 changes since a cursor, in one page",
 }
 # Reads use the 1,000 readers (each keeps exactly 50 tasks); writes use the writers.
 WRITE_WORKLOADS = frozenset({"w3", "w4", "w3k", "w4k"})
+# The change feed's workloads use the syncers (bench/database.py), seeded only when asked for.
+FEED_WORKLOADS = frozenset({"c1"})
+# Run only when named in --workloads, so the default matrix keeps its length.
+OPT_IN_WORKLOADS = FEED_WORKLOADS
+DEFAULT_WORKLOADS = tuple(name for name in WORKLOADS if name not in OPT_IN_WORKLOADS)
 
 
 class WrkMissingError(RuntimeError):

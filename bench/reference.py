@@ -2,9 +2,11 @@
 
 It answers the four benchmark routes with the statements the service runs (imported from
 `app.tasks.statements`, the same compiled SQL, with a ``LIMIT 101`` page), serialised with
-orjson. The table in bench/RESULTS.md shows
-the service as a fraction of this app's req/s, measured in the same sitting, so the ratio says
-what the full stack (routing, JWT auth, validation, logging, metrics) costs over the raw driver.
+orjson, and C1's ``GET /api/{user_id}/changes?since=&limit=`` with the feed's two statements
+in one read-only repeatable-read transaction, as `app.changes.feed` runs them. The table in
+bench/RESULTS.md shows the service as a fraction of this app's req/s, measured in the same
+sitting, so the ratio says what the full stack (routing, JWT auth, validation, logging,
+metrics) costs over the raw driver.
 
     python -m uvicorn bench.reference:app --loop uvloop --http httptools --no-access-log
 
@@ -19,17 +21,20 @@ from __future__ import annotations
 import os
 import uuid
 from typing import Any
+from urllib.parse import parse_qs
 
 import asyncpg
 import orjson
 
+from app.changes.statements import BOUNDS, CHANGES_AFTER
 from app.db.statements import Statement
 from app.db.url import parse_database_url
 from app.settings import Settings
-from app.tasks.statements import CREATE_TASK, GET_TASK, LIST_TASKS, TOGGLE_TASK
+from app.tasks.statements import CREATE_TASK, GET_TASK, LIST_TASKS, TASK_COLUMNS, TOGGLE_TASK
 
 LIST_SQL = LIST_TASKS[False, False]
 PAGE_SIZE = 100
+TASK_FIELDS = tuple(column.name for column in TASK_COLUMNS)
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 _NOT_FOUND = b'{"detail":"Not found"}'
@@ -79,6 +84,41 @@ async def _one_task(statement: Statement, user_id: uuid.UUID, task_id: uuid.UUID
     return orjson.dumps(dict(row), default=str) if row is not None else b""
 
 
+def _since_and_limit(query_string: bytes) -> tuple[int, int]:
+    """Raises KeyError or ValueError for a query C1 never sends."""
+    query = parse_qs(query_string.decode("latin-1"))
+    return int(query["since"][0]), int(query.get("limit", [str(PAGE_SIZE)])[0])
+
+
+async def _changes(user_id: uuid.UUID, since: int, limit: int) -> bytes:
+    """The feed's page after ``since``: the same statements and transaction as the service, the
+    cursor's expiry check and the per-task de-duplication left out (neither applies to C1)."""
+    assert _pool is not None
+    values = {"owner_id": user_id, "since": since, "limit": limit + 1}
+    async with (
+        _pool.acquire() as connection,
+        connection.transaction(isolation="repeatable_read", readonly=True),
+    ):
+        bounds = await connection.fetchrow(BOUNDS.sql, *BOUNDS.arguments({"owner_id": user_id}))
+        rows = await connection.fetch(CHANGES_AFTER.sql, *CHANGES_AFTER.arguments(values))
+    assert bounds is not None  # two scalars: always one row
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    if has_more:
+        after = int(rows[-1]["change_seq"])
+    else:
+        last = int(rows[-1]["change_seq"]) if rows else 0
+        after = max(int(bounds["newest"]), int(bounds["expired_through"]), last, since)
+    changes = [
+        {"op": "delete", "task_id": row["id"]}
+        if row["deleted_at"] is not None
+        else {"op": "upsert", "task": {name: row[name] for name in TASK_FIELDS}}
+        for row in rows
+    ]
+    body = {"changes": changes, "cursor": str(after), "has_more": has_more}
+    return orjson.dumps(body, default=str)  # asyncpg's UUID is not the standard one
+
+
 async def _lifespan(receive: Any, send: Any) -> None:
     global _pool  # noqa: PLW0603  (one pool per process, like the service's engine)
     while True:
@@ -101,18 +141,44 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["path"] == "/ready":
         await _respond(send, 200, b'{"status":"ok"}')
         return
-    # /api/{user_id}/tasks[/{task_id}[/complete]]
+    # /api/{user_id}/tasks[/{task_id}[/complete]], /api/{user_id}/changes
     parts = scope["path"].split("/")
-    method = scope["method"]
     try:
-        if len(parts) < 4 or parts[1] != "api" or parts[3] != "tasks":
+        if len(parts) < 4 or parts[1] != "api" or parts[3] not in ("tasks", "changes"):
             raise LookupError
         user_id = uuid.UUID(parts[2])
         task_id = uuid.UUID(parts[4]) if len(parts) > 4 else None
     except (LookupError, ValueError):
         await _respond(send, 404, _NOT_FOUND)
         return
+    if parts[3] == "changes":
+        await _serve_changes(scope, send, user_id)
+    else:
+        await _serve_tasks(scope, receive, send, user_id, task_id)
 
+
+async def _serve_changes(scope: dict[str, Any], send: Any, user_id: uuid.UUID) -> None:
+    if scope["path"].count("/") != 3 or scope["method"] != "GET":
+        await _respond(send, 404, _NOT_FOUND)
+        return
+    try:
+        since, limit = _since_and_limit(scope["query_string"])
+    except (KeyError, ValueError):
+        await _respond(send, 422, b'{"detail":"Invalid query"}')
+        return
+    await _respond(send, 200, await _changes(user_id, since, limit))
+
+
+async def _serve_tasks(
+    scope: dict[str, Any],
+    receive: Any,
+    send: Any,
+    user_id: uuid.UUID,
+    task_id: uuid.UUID | None,
+) -> None:
+    assert _pool is not None
+    parts = scope["path"].split("/")
+    method = scope["method"]
     status = 200
     if task_id is None and method == "GET":
         rows = await _pool.fetch(

@@ -9,12 +9,17 @@ import json
 import signal
 import sys
 import time
+import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from app.db.embedded import EmbeddedDatabaseError
-from bench import processes, profile, report
+from app.settings import Settings
+from bench import processes, profile, report, streams
 from bench.database import (
+    CHANGES_AFTER_CURSOR,
+    READERS,
     WRITERS,
     SeededDatabase,
     fresh_database,
@@ -22,6 +27,9 @@ from bench.database import (
     server_url_from_environment,
 )
 from bench.load import (
+    DEFAULT_WORKLOADS,
+    FEED_WORKLOADS,
+    OPT_IN_WORKLOADS,
     WORKLOADS,
     WRITE_WORKLOADS,
     RunResult,
@@ -36,6 +44,8 @@ from bench.processes import REPO_ROOT, Server
 DEFAULT_OUT = REPO_ROOT / "bench" / "out"
 MAX_RESTARTS_PER_RUN = 2
 POOL_TIMEOUT_S = 10.0  # the service's DB_POOL_TIMEOUT_SECONDS default
+STREAMS_CAP_SETTING = "EVENTS_MAX_STREAMS_PER_USER"
+MAX_STREAMS_DURATION_S = 300.0
 
 
 def _csv_ints(text: str) -> list[int]:
@@ -88,7 +98,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--workloads",
         type=_csv_workloads,
         default=None,
-        help=f"comma list of {','.join(WORKLOADS)} (all; --profile: w1,w2)",
+        help=f"comma list of {','.join(WORKLOADS)} (default {','.join(DEFAULT_WORKLOADS)}; "
+        f"--profile: w1,w2; opt-in, only when named: {','.join(sorted(OPT_IN_WORKLOADS))})",
     )
     parser.add_argument(
         "--quick", action="store_true", help="smoke run: 3 s, 1 run, 50 connections, short burst"
@@ -100,6 +111,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "(default W1 and W2) at the first connection count",
     )
     parser.add_argument("--no-reference", action="store_true", help="measure the service only")
+    parser.add_argument(
+        "--streams",
+        action="store_true",
+        help="instead of the table: the live-update row (GET /events) on one worker: "
+        "--streams-users x --streams-per-user streams open while tasks are created at "
+        "--streams-rate a second for --streams-duration s; delivery latency, completeness, RSS",
+    )
+    parser.add_argument("--streams-users", type=int, default=100, help="users with streams (100)")
+    parser.add_argument(
+        "--streams-per-user",
+        type=int,
+        default=10,
+        help=f"streams per user (10; above the service's cap, raise it with --env "
+        f"{STREAMS_CAP_SETTING}=N)",
+    )
+    parser.add_argument(
+        "--streams-rate", type=float, default=100.0, help="task writes a second, all users (100)"
+    )
+    parser.add_argument(
+        "--streams-duration", type=float, default=20.0, help="seconds of writes (20)"
+    )
     parser.add_argument(
         "--env",
         type=_env_pair,
@@ -120,13 +152,35 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.duration, args.runs, args.connections = 3.0, 1, [50]
         args.burst_duration, args.warmup = 2.0, 1.0
     if args.workloads is None:
-        args.workloads = ["w1", "w2"] if args.profile else list(WORKLOADS)
+        args.workloads = ["w1", "w2"] if args.profile else list(DEFAULT_WORKLOADS)
+    if args.streams:
+        _check_streams_args(parser, args)
     if args.runs < 1 or args.duration < 1 or not args.connections:
         parser.error("--runs and --duration must be at least 1, and --connections non-empty")
     if "w4k" in args.workloads and args.threads > WRITERS:
         # w4k gives each wrk thread writers of its own (see bench/wrk.lua).
         parser.error(f"w4k needs at most {WRITERS} wrk threads (one writer each at least)")
     return args
+
+
+def _check_streams_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.profile:
+        parser.error("--streams and --profile each replace the table: choose one")
+    if args.workers != 1:
+        parser.error("--streams measures one worker process: --workers must be 1")
+    cap = int(
+        dict(args.env).get(
+            STREAMS_CAP_SETTING, Settings.model_fields["events_max_streams_per_user"].default
+        )
+    )
+    if not 1 <= args.streams_per_user <= cap:
+        parser.error(f"--streams-per-user must be 1..{cap} (the service's {STREAMS_CAP_SETTING})")
+    if not 1 <= args.streams_users <= READERS:
+        parser.error(f"--streams-users must be 1..{READERS} (the seeded readers)")
+    if args.streams_rate <= 0 or not 1 <= args.streams_duration <= MAX_STREAMS_DURATION_S:
+        parser.error(
+            f"--streams-rate must be positive and --streams-duration 1..{MAX_STREAMS_DURATION_S:g}"
+        )
 
 
 @dataclass
@@ -138,6 +192,9 @@ class Bench:
     errors_log: Path
 
     def data_file(self, workload: str) -> Path:
+        if workload in FEED_WORKLOADS:
+            assert self.db.syncers_file is not None  # seeded when a feed workload is asked for
+            return self.db.syncers_file
         return self.db.writers_file if workload in WRITE_WORKLOADS else self.db.readers_file
 
     restarts: int = 0
@@ -265,6 +322,81 @@ def run_profile(bench: Bench, out: Path) -> str:
     return "\n".join(sections)
 
 
+def check_changes_pages(servers: Iterable[Server], data_file: Path | None) -> None:
+    """C1 is meant to time one full page: refuse to run if a server answers anything else
+    (nothing to check when the syncers were not seeded)."""
+    if data_file is None:
+        return
+    for server in servers:
+        _check_changes_page(server, data_file)
+
+
+def _check_changes_page(server: Server, data_file: Path) -> None:
+    user_id, token, query = data_file.read_text().split("\n", 1)[0].split(" ")
+    request = urllib.request.Request(
+        f"{server.url}/api/{user_id}/changes?{query}",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        body = answer.read()
+    page = json.loads(body)
+    upserts = sum(1 for change in page["changes"] if change["op"] == "upsert")
+    if upserts != CHANGES_AFTER_CURSOR or page["has_more"]:
+        raise RuntimeError(
+            f"{server.name}: /changes?{query} gave {upserts} upserts of "
+            f"{len(page['changes'])} changes, has_more {page['has_more']}; expected "
+            f"{CHANGES_AFTER_CURSOR} upserts in one page"
+        )
+    log(f"{server.name}: /changes?{query} answers {upserts} upserts in one page, {len(body):,} B")
+
+
+def run_streams(
+    args: argparse.Namespace,
+    server: Server,
+    db: SeededDatabase,
+    errors_log: Path,
+    out: Path,
+    *,
+    embedded: bool,
+    load_before: str,
+    code: str,
+    began: float,
+) -> None:
+    """The --streams row: printed, and written to streams.md and streams.json."""
+    plan = streams.StreamsPlan(
+        users=args.streams_users,
+        per_user=args.streams_per_user,
+        rate=args.streams_rate,
+        duration=args.streams_duration,
+    )
+    accounts = streams.accounts_from(db.readers_file, plan.users)
+    result = streams.measure(server, accounts, plan, db.postmaster_pid, errors_log)
+    extra_env = dict(args.env)
+    settings: dict[str, object] = {
+        "workers": 1,
+        "postgres": "embedded (unix socket)" if embedded else "DATABASE_URL",
+        **({"env": _env_text(extra_env)} if extra_env else {}),
+        **({"app_path": str(args.app_path)} if args.app_path else {}),
+    }
+    text = "\n\n".join(
+        [
+            streams.title(plan),
+            report.header(settings, db.server_version, load_before, code),
+            streams.table(result),
+            streams.verdict(result),
+            f"(whole benchmark: {time.monotonic() - began:.0f} s)",
+        ]
+    )
+    print(text)
+    (out / "streams.md").write_text(text + "\n")
+    (out / "streams.json").write_text(json.dumps(result.as_dict(), indent=1))
+    log(f"written: {out / 'streams.md'}, {out / 'streams.json'}")
+
+
+def _env_text(extra_env: dict[str, str]) -> str:
+    return " ".join(f"{key}={value}" for key, value in extra_env.items())
+
+
 def _exit_on_sigterm() -> None:
     """SIGTERM unwinds like Ctrl-C, so the servers are stopped and the database dropped."""
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
@@ -294,8 +426,9 @@ def main(argv: list[str] | None = None) -> int:
         + "; creating a fresh database"
     )
     extra_env = dict(args.env)
+    feed = not args.streams and any(name in FEED_WORKLOADS for name in args.workloads)
     with fresh_database(server_url) as url:
-        db = asyncio.run(prepare(url, out))
+        db = asyncio.run(prepare(url, out, syncers=feed))
         log(
             f"seeded in {time.monotonic() - began:.0f}s: PostgreSQL {db.server_version}, "
             f"max_connections {db.max_connections}"
@@ -306,13 +439,27 @@ def main(argv: list[str] | None = None) -> int:
                 url, db.jwt_secret, args.workers, out, extra_env, args.app_path
             )
         }
-        if not (args.no_reference or args.profile):
+        if not (args.no_reference or args.profile or args.streams):
             servers["reference"] = processes.reference(url, args.workers, out, extra_env)
         errors_log = out / "server-warnings.log"
         errors_log.unlink(missing_ok=True)
         try:
             for server in servers.values():
                 server.start()
+            if args.streams:
+                run_streams(
+                    args,
+                    servers["service"],
+                    db,
+                    errors_log,
+                    out,
+                    embedded=embedded,
+                    load_before=load_before,
+                    code=code,
+                    began=began,
+                )
+                return 0
+            check_changes_pages(servers.values(), db.syncers_file)
             bench = Bench(args, wrk, db, servers, errors_log)
             if args.profile:
                 text = run_profile(bench, out)
@@ -336,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
         "wrk_threads": args.threads,
         "wrk_timeout_s": args.timeout,
         "postgres": "embedded (unix socket)" if embedded else "DATABASE_URL",
-        **({"env": " ".join(f"{k}={v}" for k, v in extra_env.items())} if extra_env else {}),
+        **({"env": _env_text(extra_env)} if extra_env else {}),
         **({"app_path": str(args.app_path)} if args.app_path else {}),
     }
     notes = (

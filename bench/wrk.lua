@@ -2,7 +2,9 @@
 --   BENCH_WORKLOAD     w1 (list a user's tasks) | w2 (get one task) | w3 (create) | w4 (toggle)
 --                      | w3k (create, with an Idempotency-Key)
 --                      | w4k (toggle, with an Idempotency-Key and If-Match)
+--                      | c1 (GET /changes with the user's cursor: one page of 1,000 changes)
 --   BENCH_DATA         a file with one line per user: "<user_id> <token> <task_id>,<task_id>,..."
+--                      (c1: "<user_id> <token> <query string of /changes>", bench/database.py)
 --   BENCH_RUN_ID       random, one per wrk run: the prefix of every Idempotency-Key, so keys
 --                      never repeat across runs on the same database (w3k, w4k)
 --   BENCH_THREADS      wrk's -t (w4k)
@@ -78,6 +80,7 @@ function init(args)
          local auth = "Bearer " .. token
          all[#all + 1] = {
             prefix = "/api/" .. id .. "/tasks",
+            changes = "/api/" .. id .. "/changes?" .. tasks, -- c1 only: the third field
             tasks = split_ids(tasks),
             auth = auth,
             headers = { ["Authorization"] = auth },
@@ -184,6 +187,8 @@ function request()
       serial = serial + 1
       local body = '{"title":"bench task ' .. serial .. '","description":"created under load"}'
       return wrk.format("POST", user.prefix, user.json_headers, body)
+   elseif workload == "c1" then
+      return wrk.format("GET", user.changes, user.headers)
    elseif workload == "w4" then
       local task = user.tasks[math.random(#user.tasks)]
       return wrk.format("PATCH", user.prefix .. "/" .. task .. "/complete", user.headers)

@@ -158,6 +158,7 @@ def _lifespan(
             purges = [key_purge(database, settings).start(), sync_purge(database, settings).start()]
             if metrics:
                 metrics.watch_pool(database)
+                metrics.watch_event_streams(events)
             # What start-up built (modules, routes, schemas, the pool) lives as long as the
             # process: exempt it from the cyclic collector, so each full collection scans only
             # what requests allocate (bench/RESULTS.md: the p99 it saves). Collected first, so

@@ -138,6 +138,8 @@ class Settings(BaseSettings):
             "If-Match",
             "If-None-Match",
             "Idempotency-Key",
+            # Where a fetch-based event-stream reader resumes (not CORS-safelisted).
+            "Last-Event-ID",
             # The cookie-authenticated refresh's CSRF guard: a cross-site form cannot send it.
             "X-Requested-With",
         ]

@@ -6,6 +6,8 @@
   gateways that would otherwise apply a default.
 - An optional request body is the body's schema with ``required: false``, not a union with
   null, which generators turn into an unnamed wrapper type.
+- Error bodies are JSON even on a route whose success is another media type (the event
+  stream), where FastAPI would publish them under that type.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
+JSON = "application/json"
 HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
 
 
@@ -50,6 +53,7 @@ def _finish(schema: dict[str, Any]) -> None:
     for operation in operations:
         operation.setdefault("security", [])
         _optional_body_without_null(operation)
+        _errors_as_json(operation)
 
 
 def _optional_body_without_null(operation: dict[str, Any]) -> None:
@@ -61,3 +65,11 @@ def _optional_body_without_null(operation: dict[str, Any]) -> None:
         named = [variant for variant in variants if variant != {"type": "null"}]
         if len(variants) == 2 and len(named) == 1:
             media["schema"] = named[0]
+
+
+def _errors_as_json(operation: dict[str, Any]) -> None:
+    for status, response in operation.get("responses", {}).items():
+        if status == "default" or status >= "400":
+            content = response.get("content", {})
+            for media_type in [media for media in content if media != JSON]:
+                content.setdefault(JSON, content.pop(media_type))

@@ -199,7 +199,9 @@ class EventHub:
 
     def close_streams(self) -> None:
         """The server is shutting down: every stream ends now (its response completes), and
-        no new one opens."""
+        no new one opens. Called once per connection by the server's shutdown: once is enough."""
+        if self._closing:
+            return
         self._closing = True
         for channel in list(self._channels.values()):
             for stream in list(channel.streams):

@@ -24,6 +24,7 @@ from starlette.types import Receive, Scope, Send
 from app.changes.feed import ChangeFeed, FeedPage
 from app.changes.schemas import change_json
 from app.db.database import Row
+from app.http.errors import AppError
 from app.live.hub import READ_PAGE, Stream
 
 logger = structlog.get_logger("app.live")
@@ -31,7 +32,9 @@ logger = structlog.get_logger("app.live")
 MEDIA_TYPE = "text/event-stream"
 # Sent first, so a client sees the stream is open before any change.
 OPENED = b": stream open\n\n"
-HEARTBEAT = b": heartbeat\n\n"
+# A comment line alone, with no blank line after it: the spec dispatches nothing either way, but
+# some clients (httpx-sse) turn a blank line after an earlier event's id into an empty event.
+HEARTBEAT = b": heartbeat\n"
 # A client that stops reading blocks a write once the socket's buffers are full: after this long
 # the response gives up, and the server closes the connection.
 SEND_TIMEOUT_SECONDS = 30.0
@@ -52,6 +55,8 @@ def event_bytes(row: Row) -> bytes:
 
 
 class EventStreamResponse(Response):
+    media_type = MEDIA_TYPE
+
     def __init__(
         self,
         stream: Stream,
@@ -66,7 +71,7 @@ class EventStreamResponse(Response):
         self.background = None
         self.init_headers(
             {
-                "Content-Type": MEDIA_TYPE,
+                "Content-Type": MEDIA_TYPE,  # without the charset init_headers would add
                 "Cache-Control": "no-store",
                 # nginx would otherwise buffer the stream and deliver changes late.
                 "X-Accel-Buffering": "no",
@@ -115,7 +120,13 @@ class EventStreamResponse(Response):
             try:
                 page = await self._feed.read(since=page.cursor, limit=READ_PAGE)
             except Exception as exc:
-                logger.warning("event_stream_catch_up_failed", error=type(exc).__name__)
+                # The database is down (a bug: with its traceback): the client resumes later.
+                logger.warning(
+                    "event_stream_catch_up_failed",
+                    error=exc.code if isinstance(exc, AppError) else type(exc).__name__,
+                    exc_info=not isinstance(exc, AppError),
+                )
+                self._stream.end("read_failed")
                 return
             if self._stream.end_reason is not None:
                 return

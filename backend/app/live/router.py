@@ -40,6 +40,7 @@ async def get_event_hub(request: Request) -> EventHub:
 
 @router.get(
     "",
+    status_code=200,
     response_class=EventStreamResponse,
     responses={
         200: {"description": STREAM_DESCRIPTION, "content": {MEDIA_TYPE: {}}},

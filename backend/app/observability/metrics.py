@@ -8,7 +8,7 @@ workers every worker serves its own numbers; scrape each worker or aggregate in 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterator
+from collections.abc import Iterator, Sized
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -16,6 +16,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -52,6 +53,7 @@ class Metrics:
             registry=self.registry,
         )
         self._pool_collector: PoolCollector | None = None
+        self._event_streams: Gauge | None = None
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         labels = (method, route, str(status))
@@ -61,6 +63,14 @@ class Metrics:
     def watch_pool(self, database: Database) -> None:
         self._pool_collector = PoolCollector(database)
         self.registry.register(self._pool_collector)
+
+    def watch_event_streams(self, streams: Sized) -> None:
+        """Publish how many event streams are open in this process (len(streams) at scrape)."""
+        if self._event_streams is None:
+            self._event_streams = Gauge(
+                "event_streams_open", "Event streams open in this process", registry=self.registry
+            )
+        self._event_streams.set_function(lambda: len(streams))
 
     def unwatch_pool(self) -> None:
         if self._pool_collector is not None:

@@ -29,6 +29,7 @@ OPERATION_IDS = {
     ("delete", "/api/{user_id}/trash/{task_id}"): "purge_task",
     ("delete", "/api/{user_id}/trash"): "empty_trash",
     ("get", "/api/{user_id}/changes"): "list_changes",
+    ("get", "/api/{user_id}/events"): "stream_events",
     ("post", "/api/auth/signup"): "signup",
     ("post", "/api/auth/login"): "login",
     ("post", "/api/auth/token"): "token",
@@ -89,7 +90,9 @@ def test_every_request_and_response_body_is_a_named_schema(openapi: dict[str, An
         bodies = [operation.get("requestBody", {}).get("content", {})]
         bodies += [response.get("content", {}) for response in operation["responses"].values()]
         for content in bodies:
-            for media in content.values():
+            for media_type, media in content.items():
+                if media_type == "text/event-stream":
+                    continue  # no JSON body: its events' data are the named change schemas
                 assert set(media["schema"]) == {"$ref"}, (name, media)
     # FastAPI's fallback names, which generators turn into "BodyLoginApiAuthLoginPost".
     for schema_name in openapi["components"]["schemas"]:
@@ -104,8 +107,8 @@ def test_no_parameter_offers_null(openapi: dict[str, Any]) -> None:
             assert parameter["schema"].get("type") != "null", (name, parameter)
 
 
-# The optional headers each task route reads itself (http/request_headers.py), which the
-# schema must still publish for generated clients to send them.
+# The optional headers each route reads: the task routes' read in code (http/request_headers.py),
+# which the schema must still publish for generated clients to send them.
 TASK_HEADERS = {
     "list_tasks": {"If-None-Match"},
     "get_task": {"If-None-Match"},
@@ -117,16 +120,17 @@ TASK_HEADERS = {
     "restore_task": {"If-Match", "Idempotency-Key"},
     "purge_task": {"If-Match", "Idempotency-Key"},
     "empty_trash": {"Idempotency-Key"},
+    "stream_events": {"Last-Event-ID"},
 }
 
 
-def test_task_routes_publish_the_optional_headers_they_read(openapi: dict[str, Any]) -> None:
+def test_routes_publish_the_optional_headers_they_read(openapi: dict[str, Any]) -> None:
     for name, operation in operations(openapi).items():
         headers = [p for p in operation.get("parameters", []) if p["in"] == "header"]
         assert {header["name"] for header in headers} == TASK_HEADERS.get(name, set()), name
         for header in headers:
             assert header["required"] is False
-            assert header["schema"] == {"type": "string"}
+            assert header["schema"]["type"] == "string"
             assert header["description"]
 
 
@@ -198,3 +202,15 @@ def test_two_operations_with_one_name_are_refused_when_the_schema_is_built() -> 
         pytest.raises(RuntimeError, match="repeated: read"),
     ):
         application.openapi()
+
+
+def test_the_event_stream_publishes_its_media_type_and_json_errors(
+    openapi: dict[str, Any],
+) -> None:
+    responses = operations(openapi)["stream_events"]["responses"]
+    assert list(responses["200"]["content"]) == ["text/event-stream"]
+    for status in ("401", "403", "410", "422", "429", "503", "default"):
+        assert list(responses[status]["content"]) == ["application/json"], status
+    assert "Retry-After" in responses["429"]["headers"]
+    # What an event's data holds.
+    assert {"TaskUpserted", "TaskDeleted"} <= set(openapi["components"]["schemas"])
