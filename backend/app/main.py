@@ -134,6 +134,7 @@ def _lifespan(
             database,
             max_streams_per_user=settings.events_max_streams_per_user,
             heartbeat_seconds=settings.events_heartbeat_seconds,
+            deaf=lambda: listener.lost_too_long(),  # noqa: PLW0108 (the listener comes next)
         )
 
         async def on_listening(connection: DriverConnection) -> None:

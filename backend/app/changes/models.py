@@ -17,8 +17,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.models import Base
 
-# Each numbered change notifies this channel with its owner's id, once per transaction and owner,
-# when it commits (migration 0006); every process's listener wakes that owner's event streams.
+# Announces that owners' feeds moved: the owners' ids, comma-separated (db/notifications.py
+# NotificationSender, after each write of TaskRepository and each batch of the trash's purge),
+# or "*" for every owner. Every process's listener wakes those owners' event streams.
 TASK_CHANGES_CHANNEL = "task_changes"
 
 

@@ -19,7 +19,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import asyncpg
@@ -36,6 +36,7 @@ from app.db.engine import (
     statement_timeout_ms,
 )
 from app.db.errors import DatabaseStartupError
+from app.db.notifications import NotificationSender
 from app.db.startup import retry_until_deadline
 from app.db.statements import Statement
 from app.db.url import DatabaseTarget
@@ -77,6 +78,11 @@ class Database:
     # Behind PgBouncer every block on a connection is a transaction that first sets the
     # timeouts locally (engine.SET_LOCAL_TIMEOUTS); None elsewhere.
     pgbouncer_timeouts_sql: str | None = None
+    # Announcements of committed changes to every process's listener (db/notifications.py).
+    notifications: NotificationSender = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.notifications = NotificationSender(self.fetch_value)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
@@ -238,6 +244,7 @@ class Database:
         )
 
     async def dispose(self) -> None:
+        await self.notifications.stop()
         await self.engine.dispose()
 
 

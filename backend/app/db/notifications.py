@@ -1,4 +1,6 @@
-"""One LISTEN session per process, outside the request pool, that outlives database restarts.
+"""PostgreSQL notifications across processes: one LISTEN session per process, outside the
+request pool, that outlives database restarts, and the batched sending of notifications that
+announce changes already committed.
 
 PostgreSQL delivers a NOTIFY only to sessions listening at that moment, so a session that was
 lost misses what was sent until it is back. The listener therefore runs ``on_connect`` after
@@ -10,25 +12,34 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Mapping
+import contextvars
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import asyncpg
 import structlog
+from sqlalchemy import Text, bindparam, func, select
 
 from app.db.engine import DriverConnection
 from app.db.errors import DatabaseStartupError, translate_database_error
 from app.db.startup import FIRST_RETRY_SECONDS, MAX_RETRY_SECONDS, retry_until_deadline
+from app.db.statements import compile_statement
 
 logger = structlog.get_logger("app.db")
 
 Connect = Callable[[], Awaitable[DriverConnection]]
 OnConnect = Callable[[DriverConnection], Awaitable[None]]
 Callback = Callable[[str], None]
+Execute = Callable[..., Awaitable[Any]]
 
 # A background reconnect (connect, LISTEN, on_connect) that hangs must not stop the retries.
 ATTEMPT_TIMEOUT_SECONDS = 30.0
 CLOSE_TIMEOUT_SECONDS = 2.0
+# A process whose listener has been down this long is not ready (health.py), and ends its event
+# streams (live/hub.py): it would accept the tokens of sessions ended elsewhere meanwhile, and
+# its streams would stay silent. Short outages, which the listener rides out by reconnecting,
+# change neither.
+LOST_TOO_LONG_SECONDS = 10.0
 
 
 class NotificationListener:
@@ -73,6 +84,9 @@ class NotificationListener:
         if self._lost_at is None:
             return 0.0
         return asyncio.get_running_loop().time() - self._lost_at
+
+    def lost_too_long(self) -> bool:
+        return self.seconds_disconnected() > LOST_TOO_LONG_SECONDS
 
     async def start(self, deadline_seconds: float) -> None:
         """Connect, LISTEN and run on_connect, retrying with backoff for up to
@@ -206,3 +220,76 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, asyncpg.PostgresError):
         return f"{name}: {exc}"
     return name
+
+
+# A notification in a transaction of its own. It writes no WAL before its commit, so PostgreSQL
+# commits it without waiting for a flush (pg_stat_wal: 300 of them, 3 syncs).
+NOTIFY = compile_statement(
+    select(func.pg_notify(bindparam("channel", type_=Text), bindparam("payload", type_=Text)))
+)
+# PostgreSQL refuses a payload of 8,000 bytes or more.
+MAX_PAYLOAD_BYTES = 7999
+# A payload that announces a change to every key of the channel.
+EVERY_KEY = "*"
+
+
+class NotificationSender:
+    """Announces committed changes to every process's listener: ``send(channel, key)`` after
+    the change has committed, and the listeners get ``key`` (several keys, comma-separated).
+
+    Why not NOTIFY in the changing transaction (a trigger): PostgreSQL serializes the commits
+    of all transactions that notified, in the whole cluster, from before their commit record
+    to after its flush (one lock), which cost the bare reference a third of its writes
+    (bench/RESULTS.md). Here a change only adds its key to a set; one NOTIFY at a time per
+    process carries every key gathered meanwhile (ASCII keys), in a transaction that does not
+    wait for a flush, so the lock is held briefly, at most once per round trip and process.
+
+    A process that dies between a change's commit and its announcement (a round trip) leaves
+    it unannounced: the other processes learn of it with the next change of the same key.
+    """
+
+    def __init__(self, execute: Execute) -> None:
+        self._execute = execute  # Database.fetch_value
+        self._pending: dict[str, set[str]] = {}
+        self._sending: asyncio.Task[None] | None = None
+
+    def send(self, channel: str, key: str) -> None:
+        self._pending.setdefault(channel, set()).add(key)
+        if self._sending is None:
+            # A fresh context: it sends for every request since, not the one that started it.
+            self._sending = asyncio.create_task(
+                self._send_pending(), name="notification-sender", context=contextvars.Context()
+            )
+
+    async def stop(self) -> None:
+        """Send what is pending (a write acknowledged just before shutdown is still told)."""
+        sending = self._sending
+        if sending is not None:
+            await asyncio.wait([sending], timeout=CLOSE_TIMEOUT_SECONDS)
+
+    async def _send_pending(self) -> None:
+        try:
+            while self._pending:
+                pending, self._pending = self._pending, {}
+                for channel, keys in pending.items():
+                    for payload in _payloads(keys):
+                        await self._execute(NOTIFY, channel=channel, payload=payload)
+        except Exception as exc:
+            # The database is down: the listeners are cut off too, and make up for what they
+            # missed when they reconnect.
+            logger.warning("notification_not_sent", error=_describe(exc))
+            self._pending.clear()
+        finally:
+            self._sending = None
+
+
+def _payloads(keys: Iterable[str]) -> Iterator[str]:
+    """The keys, comma-separated, in as few payloads as PostgreSQL accepts."""
+    payload = ""
+    for key in keys:
+        if payload and len(payload) + 1 + len(key) > MAX_PAYLOAD_BYTES:
+            yield payload
+            payload = ""
+        payload = f"{payload},{key}" if payload else key
+    if payload:
+        yield payload

@@ -19,6 +19,7 @@ from sqlalchemy import Column, Interval, Table, bindparam, delete, func, literal
 from sqlalchemy.sql.selectable import CTE
 
 from app.db.database import Database
+from app.db.notifications import EVERY_KEY
 from app.db.statements import Statement, compile_statement
 
 logger = structlog.get_logger("app.db")
@@ -61,6 +62,9 @@ class Retention:
     name: str
     lock_id: int
     batch: Statement
+    # A channel told "every key changed" after a batch that deleted rows, when the rows were
+    # something its listeners show (the trash: its purged tasks are deletions in the feed).
+    announce_on: str | None = None
     try_lock: Statement = field(init=False)
 
     def __post_init__(self) -> None:
@@ -83,10 +87,14 @@ class BatchPurge:
         async with self._database.transaction() as transaction:
             if not await transaction.fetch_value(self._retention.try_lock):
                 return None
-            deleted = await transaction.fetch_value(
-                self._retention.batch, retention=self._kept_for, batch_size=BATCH_SIZE
+            deleted = int(
+                await transaction.fetch_value(
+                    self._retention.batch, retention=self._kept_for, batch_size=BATCH_SIZE
+                )
             )
-            return int(deleted)
+        if deleted and self._retention.announce_on is not None:
+            self._database.notifications.send(self._retention.announce_on, EVERY_KEY)
+        return deleted
 
     async def purge(self) -> int:
         """Batches until the expired rows are gone (or another replica holds the lock)."""

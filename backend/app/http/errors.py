@@ -54,6 +54,7 @@ class ErrorCode(StrEnum):
     DATABASE_UNAVAILABLE = "database_unavailable"
     DATABASE_TIMEOUT = "database_timeout"
     SHUTTING_DOWN = "shutting_down"
+    LIVE_UPDATES_UNAVAILABLE = "live_updates_unavailable"
 
 
 class AppError(Exception):

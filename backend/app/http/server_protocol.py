@@ -20,7 +20,9 @@ A request costs a few attribute updates, a connection one timer (bench/RESULTS.m
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import socket
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -48,6 +50,10 @@ HEAD_END = b"\r\n\r\n"
 REQUEST_LINE_OVERHEAD = 15
 # How long a refused connection keeps reading (and dropping) what the client still sends.
 LINGER_SECONDS = 2.0
+# How long what the server sent may go unacknowledged (a peer gone, or one that stops reading
+# and holds its window shut) before the kernel drops the connection. Without it, a closed
+# connection whose unsent answer a peer never reads (a stalled event stream) stays for good.
+UNACKNOWLEDGED_TIMEOUT_MS = 60_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +123,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self, transport: asyncio.Transport
     ) -> None:
         super().connection_made(transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and hasattr(socket, "TCP_USER_TIMEOUT"):  # Linux
+            with contextlib.suppress(OSError):  # not TCP (a Unix socket)
+                sock.setsockopt(
+                    socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, UNACKNOWLEDGED_TIMEOUT_MS
+                )
         # uvicorn's keep-alive timer starts only after a first response, so without this a
         # connection that never sends a byte would stay open for good.
         self._arm_head_deadline()

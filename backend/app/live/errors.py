@@ -17,3 +17,14 @@ class StreamsClosingError(AppError):
 
     def __init__(self) -> None:
         super().__init__(headers={"Retry-After": "1"})
+
+
+class NotListeningError(AppError):
+    status_code, code = 503, ErrorCode.LIVE_UPDATES_UNAVAILABLE
+    message = (
+        "This server has lost its database notifications for now; reconnect shortly (another "
+        "replica may answer)"
+    )
+
+    def __init__(self) -> None:
+        super().__init__(headers={"Retry-After": "5"})

@@ -1,8 +1,9 @@
 """EventHub: this process's open event streams, woken by the database's notifications.
 
-Every numbered change notifies `task_changes` with its owner's id when it commits (migration
-0006). The process's one listener (db/notifications.py) hands the id to `EventHub`, which wakes
-the owner's `UserChannel` if any of the owner's streams is open here. The channel reads the
+Every write announces its owner's id on `task_changes` once it has committed (TaskRepository,
+through db/notifications.py NotificationSender, batched per process). The process's one
+listener hands the ids to `EventHub`, which wakes each owner's `UserChannel` if any of the
+owner's streams is open here. The channel reads the
 owner's feed (changes/feed.py) once for all of them, from the lowest number any of them has
 received, and hands each stream the changes above its own number.
 
@@ -18,15 +19,18 @@ reconnects.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import uuid
+from collections.abc import Callable, Coroutine
 
 import structlog
 
 from app.changes.feed import ChangeFeed, FeedCursor
 from app.db.database import Database, Row
 from app.db.engine import DriverConnection
+from app.db.notifications import EVERY_KEY
 from app.http.errors import AppError
-from app.live.errors import StreamsClosingError, TooManyStreamsError
+from app.live.errors import NotListeningError, StreamsClosingError, TooManyStreamsError
 
 logger = structlog.get_logger("app.live")
 
@@ -107,7 +111,7 @@ class UserChannel:
         if self._reader is not None:
             self._again = True  # the read under way may have begun before this change
         else:
-            self._reader = asyncio.create_task(self._read_while_woken(), name="event-channel")
+            self._reader = self._hub.start_reader(self._read_while_woken())
 
     def leave(self, stream: Stream) -> None:
         self.streams.discard(stream)
@@ -143,19 +147,23 @@ class UserChannel:
         finally:
             self._reader = None
 
-    async def stop(self) -> None:
-        reader = self._reader
-        if reader is not None:
-            reader.cancel()
-            await asyncio.wait([reader])
-
 
 class EventHub:
     def __init__(
-        self, database: Database, *, max_streams_per_user: int, heartbeat_seconds: float
+        self,
+        database: Database,
+        *,
+        max_streams_per_user: int,
+        heartbeat_seconds: float,
+        deaf: Callable[[], bool] = lambda: False,
     ) -> None:
         self.database = database
         self.heartbeat_seconds = heartbeat_seconds
+        # Whether the process's listener has been lost for too long (NotificationListener.
+        # lost_too_long): its streams would stay silent, so they end and none opens.
+        self.deaf = deaf
+        # Every channel's read under way, including a forgotten channel's, for stop().
+        self._readers: set[asyncio.Task[None]] = set()
         self._max_streams_per_user = max_streams_per_user
         # By the user id as text: a notification's payload is the key, with no parsing.
         self._channels: dict[str, UserChannel] = {}
@@ -170,6 +178,8 @@ class EventHub:
         429 past the per-user cap; 503 once the server is shutting down."""
         if self._closing:
             raise StreamsClosingError()
+        if self.deaf():
+            raise NotListeningError()
         key = str(user_id)
         channel = self._channels.get(key)
         if channel is None:
@@ -181,19 +191,34 @@ class EventHub:
         channel.streams.add(stream)
         return stream
 
+    def start_reader(self, read: Coroutine[None, None, None]) -> asyncio.Task[None]:
+        # A fresh context: the read serves every stream of the user, not the request or the
+        # notification whose log context happened to wake it.
+        reader = asyncio.create_task(read, name="event-channel", context=contextvars.Context())
+        self._readers.add(reader)
+        reader.add_done_callback(self._readers.discard)
+        return reader
+
     def forget(self, channel: UserChannel) -> None:
         key = str(channel.user_id)
         if self._channels.get(key) is channel:
             del self._channels[key]
 
     def on_notification(self, payload: str) -> None:
-        """The listener's callback for `task_changes`: the payload is the owner's id."""
-        channel = self._channels.get(payload)
-        if channel is not None:
-            channel.wake()
+        """The listener's callback for `task_changes`: owners' ids, comma-separated, or "*"."""
+        if payload == EVERY_KEY:
+            self._wake_every_channel()
+            return
+        for key in payload.split(","):
+            channel = self._channels.get(key)
+            if channel is not None:
+                channel.wake()
 
     async def on_listening(self, _connection: DriverConnection) -> None:
         """After the listener (re)connects: whatever was notified while it was away."""
+        self._wake_every_channel()
+
+    def _wake_every_channel(self) -> None:
         for channel in list(self._channels.values()):
             channel.wake()
 
@@ -209,5 +234,8 @@ class EventHub:
 
     async def stop(self) -> None:
         self.close_streams()
-        for channel in list(self._channels.values()):
-            await channel.stop()
+        readers = list(self._readers)
+        for reader in readers:
+            reader.cancel()
+        if readers:
+            await asyncio.wait(readers)

@@ -41,13 +41,17 @@ SEND_TIMEOUT_SECONDS = 30.0
 EVENT_NAMES = {True: b"task.delete", False: b"task.upsert"}
 
 
-def event_bytes(row: Row) -> bytes:
-    """One change as an event (the data is one line: JSON escapes every line break)."""
+def event_bytes(row: Row, floor: int = 0) -> bytes:
+    """One change as an event (the data is one line: JSON escapes every line break). Its id is
+    the feed cursor after it: with the floor of a full sync still being paged, as /changes
+    writes it (changes/feed.py FeedCursor)."""
+    seq = row["change_seq"]
+    event_id = str(seq) if floor <= seq else f"{seq}.{floor}"
     return (
         b"event: "
         + EVENT_NAMES[row["deleted_at"] is not None]
         + b"\nid: "
-        + str(row["change_seq"]).encode()
+        + event_id.encode()
         + b"\ndata: "
         + change_json(row)
         + b"\n\n"
@@ -63,7 +67,9 @@ class EventStreamResponse(Response):
         feed: ChangeFeed,
         first_page: FeedPage,
         *,
+        floor: int,
         still_accepted: Callable[[], bool],
+        deaf: Callable[[], bool],
         heartbeat_seconds: float,
     ) -> None:
         # No Response.__init__: it would set a Content-Length for an empty body.
@@ -79,8 +85,10 @@ class EventStreamResponse(Response):
         )
         self._stream = stream
         self._feed = feed
-        self._first_page = first_page
+        self._first_page: FeedPage | None = first_page
+        self._floor = floor
         self._still_accepted = still_accepted
+        self._deaf = deaf
         self._heartbeat_seconds = heartbeat_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -105,18 +113,42 @@ class EventStreamResponse(Response):
             )
 
     async def _end_on_disconnect(self, receive: Receive) -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        self._stream.end("client_closed")
+        try:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+        finally:
+            # Whichever way receive() ended (a body over the limit raises): nobody would notice
+            # the client going otherwise.
+            self._stream.end("client_closed")
 
     async def _chunks(self) -> AsyncIterator[bytes]:
         yield OPENED
-        page = self._first_page
+        async for chunk in self._catch_up():
+            yield chunk
+        if self._stream.end_reason is not None:
+            return
+        while True:
+            try:
+                async with asyncio.timeout(self._heartbeat_seconds):
+                    changes = await self._stream.next_changes()
+            except TimeoutError:
+                changes = []  # a quiet period: time for a heartbeat
+            if changes is None or not self._may_go_on():
+                return
+            yield b"".join(event_bytes(row) for row in changes) if changes else HEARTBEAT
+
+    async def _catch_up(self) -> AsyncIterator[bytes]:
+        """The changes after the client's cursor, a page at a time; then the channel feeds the
+        stream. The pages are not kept once sent: a stream lives for hours."""
+        page, self._first_page = self._first_page, None
+        assert page is not None  # one catch-up per response
         while True:
             if page.rows:
-                yield b"".join(event_bytes(row) for row in page.rows)
+                yield b"".join(event_bytes(row, self._floor) for row in page.rows)
             if not page.has_more:
                 break
+            if not self._may_go_on():
+                return
             try:
                 page = await self._feed.read(since=page.cursor, limit=READ_PAGE)
             except Exception as exc:
@@ -131,15 +163,12 @@ class EventStreamResponse(Response):
             if self._stream.end_reason is not None:
                 return
         self._stream.caught_up(page.cursor.after)
-        while True:
-            try:
-                async with asyncio.timeout(self._heartbeat_seconds):
-                    changes = await self._stream.next_changes()
-            except TimeoutError:
-                changes = []  # a quiet period: time for a heartbeat
-            if changes is None:
-                return
-            if not self._still_accepted():
-                self._stream.end("token_no_longer_accepted")
-                return
-            yield b"".join(event_bytes(row) for row in changes) if changes else HEARTBEAT
+
+    def _may_go_on(self) -> bool:
+        """Before each write: the token must still be accepted (not expired, its session not
+        ended), and the process still listening, or the client is better off elsewhere."""
+        if not self._still_accepted():
+            self._stream.end("token_no_longer_accepted")
+        elif self._deaf():
+            self._stream.end("not_listening")
+        return self._stream.end_reason is None

@@ -72,12 +72,13 @@ async def stream_events(
     hub = await get_event_hub(request)
     stream = hub.join(user_id)
     feed = ChangeFeed(database, user_id)
+    since = FeedCursor.decode(last_event_id) if last_event_id is not None else None
     try:
         # The first read before the answer starts, so its errors are statuses, not a cut stream.
-        if last_event_id is None:
+        if since is None:
             first_page = FeedPage(rows=[], cursor=await feed.newest(), has_more=False)
         else:
-            first_page = await feed.read(since=FeedCursor.decode(last_event_id), limit=READ_PAGE)
+            first_page = await feed.read(since=since, limit=READ_PAGE)
     except BaseException:
         stream.close()
         raise
@@ -85,6 +86,8 @@ async def stream_events(
         stream,
         feed,
         first_page,
+        floor=since.floor if since is not None else 0,
         still_accepted=bearer.still_accepted,
+        deaf=hub.deaf,
         heartbeat_seconds=hub.heartbeat_seconds,
     )

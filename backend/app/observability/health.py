@@ -24,10 +24,6 @@ logger = structlog.get_logger("app.health")
 # A probe must answer within 2 s even when the database host black-holes packets.
 LIVENESS_DB_TIMEOUT_SECONDS = 1.0
 READINESS_TIMEOUT_SECONDS = 1.5
-# A process whose notification listener has been down this long is not ready: it would accept
-# the tokens of sessions ended elsewhere meanwhile (README "Sessions end everywhere"). Short
-# outages, which the listener rides out by reconnecting, do not take it out of rotation.
-LISTENER_DOWN_NOT_READY_SECONDS = 10.0
 
 
 class DatabaseConnection(StrEnum):
@@ -125,8 +121,8 @@ async def readiness(
     latency = await _round_trip(database, READINESS_TIMEOUT_SECONDS)
     if latency is None:
         return _not_ready(database_name, "The database did not answer")
-    if listener.seconds_disconnected() > LISTENER_DOWN_NOT_READY_SECONDS:
-        return _not_ready(database_name, "Not listening for ended sessions")
+    if listener.lost_too_long():
+        return _not_ready(database_name, "Not listening for ended sessions and task changes")
     return Readiness(status="ok", database=database_name, latency_ms=round(latency, 2))
 
 

@@ -24,6 +24,7 @@ from typing import Any, overload
 import asyncpg
 
 from app.auth.repository import UserRepository, user_gone
+from app.changes.models import TASK_CHANGES_CHANNEL
 from app.db.database import Database, Row
 from app.db.statements import Statement
 from app.http.conditional import Precondition
@@ -271,9 +272,15 @@ class TaskRepository:
             assert precondition.versions is not None
             values["versions"] = precondition.versions
         statement = statements.pick(conditional=conditional, keyed=idempotency is not None)
+        written: Task | StoredResponse | None
         if idempotency is None:
-            return await self._one(statement, **values)
-        return await run_keyed(self._one, statement, idempotency, **values)
+            written = await self._one(statement, **values)
+        else:
+            written = await run_keyed(self._one, statement, idempotency, **values)
+        if written is not None and not isinstance(written, StoredResponse):
+            # Committed: the owner's event streams, in every process, read their feed.
+            self._database.notifications.send(TASK_CHANGES_CHANNEL, str(self._owner_id))
+        return written
 
     async def _write_found(
         self,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from app.changes.models import TASK_CHANGES_CHANNEL
 from app.db.database import Database
 from app.db.purge import BatchPurge, Retention, count_of, expired_batch
 from app.settings import Settings
@@ -17,6 +18,8 @@ TRASH_RETENTION = Retention(
     lock_id=SYNC_PURGE_LOCK_ID,
     # A task its owner is restoring or purging right now is skipped, not waited for.
     batch=count_of(expired_batch(tasks, tasks.c.deleted_at, [tasks.c.id])),
+    # Which owners lost tasks the batch does not say: every open event stream reads its feed.
+    announce_on=TASK_CHANGES_CHANNEL,
 )
 
 

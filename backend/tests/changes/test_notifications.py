@@ -1,12 +1,14 @@
-"""Every committed change notifies `task_changes` with its owner's id (migration 0006): what
-wakes the event streams of every process. Nothing for a change that rolled back, one
-notification per owner and transaction however many rows it changed, and after the commit."""
+"""Every committed write of a task announces its owner's id on `task_changes` (TaskRepository,
+through db/notifications.py NotificationSender): what wakes the event streams of every process.
+After the commit, only for a write that happened, batched per process, and "*" after the
+trash's purge."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import asyncpg
 import httpx
@@ -15,7 +17,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.changes.models import TASK_CHANGES_CHANNEL
-from tests.fixtures.accounts import Account
+from app.db.database import Database
+from app.db.notifications import EVERY_KEY, MAX_PAYLOAD_BYTES, NotificationSender, _payloads
+from app.db.purge import BatchPurge
+from app.tasks.trash_purge import TRASH_RETENTION
+from tests.fixtures.accounts import Account, SignUp
 from tests.fixtures.cluster import asyncpg_dsn
 from tests.fixtures.tasks import create_task
 
@@ -36,46 +42,102 @@ async def notified(database_url: str) -> AsyncIterator[asyncio.Queue[str]]:
 
 
 async def drained(queue: asyncio.Queue[str]) -> list[str]:
-    """What arrives within a quiet period."""
-    payloads = []
+    """The keys announced within a quiet period, in order."""
+    keys = []
     while True:
         try:
-            payloads.append(await asyncio.wait_for(queue.get(), QUIET_SECONDS))
+            keys += (await asyncio.wait_for(queue.get(), QUIET_SECONDS)).split(",")
         except TimeoutError:
-            return payloads
+            return keys
 
 
-async def test_each_write_through_the_api_notifies_its_owner_once(
-    client: httpx.AsyncClient, logged_in: Account, notified: asyncio.Queue[str]
+async def test_each_write_through_the_api_announces_its_owner_after_its_commit(
+    client: httpx.AsyncClient, logged_in: Account, notified: asyncio.Queue[str], engine: AsyncEngine
 ) -> None:
     task = await create_task(client, logged_in, "one")
-    assert await drained(notified) == [logged_in.id]
-    response = await client.delete(f"{logged_in.tasks_url}/{task['id']}", headers=logged_in.headers)
-    assert response.status_code == 204
-    assert await drained(notified) == [logged_in.id]
+    payload = await asyncio.wait_for(notified.get(), 5)
+    assert payload == logged_in.id
+    async with engine.connect() as connection:  # committed before it was announced
+        found = await connection.scalar(
+            text("SELECT count(*) FROM tasks WHERE id = :id"), {"id": uuid.UUID(task["id"])}
+        )
+    assert found == 1
+
+    url = f"{logged_in.tasks_url}/{task['id']}"
+    writes = [
+        ("PATCH", url, {"title": "two"}),
+        ("PATCH", f"{url}/complete", None),
+        ("DELETE", url, None),
+        ("POST", f"/api/{logged_in.id}/trash/{task['id']}/restore", None),
+        ("DELETE", url, None),
+        ("DELETE", f"/api/{logged_in.id}/trash/{task['id']}", None),
+    ]
+    for method, target, body in writes:
+        response = await client.request(method, target, json=body, headers=logged_in.headers)
+        assert response.status_code in (200, 204), response.text
+        assert await drained(notified) == [logged_in.id], (method, target)
 
 
-async def test_a_transaction_notifies_after_its_commit_once_per_owner_and_never_on_rollback(
-    client: httpx.AsyncClient,
-    logged_in: Account,
-    engine: AsyncEngine,
-    notified: asyncio.Queue[str],
+async def test_no_announcement_for_a_write_that_did_not_happen(
+    client: httpx.AsyncClient, logged_in: Account, notified: asyncio.Queue[str]
 ) -> None:
-    for title in ("a", "b", "c"):
-        await create_task(client, logged_in, title)
-    await drained(notified)
-    owner = uuid.UUID(logged_in.id)
-    rename = text("UPDATE tasks SET title = title || '!' WHERE user_id = :owner")
-
-    async with engine.connect() as connection:
-        transaction = await connection.begin()
-        await connection.execute(rename, {"owner": owner})
-        assert await drained(notified) == []  # not before the commit: nothing is visible yet
-        await transaction.rollback()
+    key = {"Idempotency-Key": "notify-once"}
+    created = await client.post(
+        logged_in.tasks_url, json={"title": "x"}, headers=logged_in.headers | key
+    )
+    assert created.status_code == 201
+    assert await drained(notified) == [logged_in.id]
+    url = f"{logged_in.tasks_url}/{created.json()['id']}"
+    not_written = [
+        ("POST", logged_in.tasks_url, {"title": "x"}, key, 201),  # a replay
+        ("PATCH", url, {"title": "y"}, {"If-Match": '"9"'}, 412),  # a stale version
+        ("PATCH", f"{logged_in.tasks_url}/{uuid.uuid4()}", {"title": "y"}, {}, 404),
+    ]
+    for method, target, body, headers, status in not_written:
+        response = await client.request(
+            method, target, json=body, headers=logged_in.headers | headers
+        )
+        assert response.status_code == status, response.text
     assert await drained(notified) == []
 
-    async with engine.connect() as connection:
-        transaction = await connection.begin()
-        assert (await connection.execute(rename, {"owner": owner})).rowcount == 3
-        await transaction.commit()
-    assert await drained(notified) == [logged_in.id]  # three rows, one notification
+
+async def test_concurrent_writes_of_many_owners_are_all_announced_in_fewer_notifications(
+    client: httpx.AsyncClient, sign_up: SignUp, notified: asyncio.Queue[str]
+) -> None:
+    accounts = [await sign_up() for _ in range(6)]
+    await drained(notified)
+    await asyncio.gather(
+        *(create_task(client, account, f"t{n}") for account in accounts for n in range(5))
+    )
+    keys = await drained(notified)
+    assert set(keys) == {account.id for account in accounts}
+
+
+async def test_the_trash_purge_announces_every_owner(
+    client: httpx.AsyncClient,
+    logged_in: Account,
+    notified: asyncio.Queue[str],
+    database: Database,
+) -> None:
+    task = await create_task(client, logged_in, "old")
+    await client.delete(f"{logged_in.tasks_url}/{task['id']}", headers=logged_in.headers)
+    await drained(notified)
+    purge = BatchPurge(database, TRASH_RETENTION, kept_for=timedelta(0))
+    assert await purge.purge() == 1
+    assert await drained(notified) == [EVERY_KEY]
+    assert await purge.purge() == 0  # nothing purged: nothing announced
+    assert await drained(notified) == []
+
+
+async def test_many_keys_are_split_into_payloads_postgresql_accepts(
+    database: Database, notified: asyncio.Queue[str]
+) -> None:
+    keys = {str(uuid.uuid4()) for _ in range(700)}
+    payloads = list(_payloads(keys))
+    assert len(payloads) == 4
+    assert all(len(payload) <= MAX_PAYLOAD_BYTES for payload in payloads)
+    sender = NotificationSender(database.fetch_value)
+    for key in keys:
+        sender.send(TASK_CHANGES_CHANNEL, key)
+    await sender.stop()
+    assert set(await drained(notified)) == keys

@@ -23,6 +23,7 @@ from httpx_sse import EventSource, ServerSentEvent, aconnect_sse
 from tests.changes.test_convergence import OPS, act, server_tasks
 from tests.fixtures.accounts import Account, sign_up_via
 from tests.fixtures.processes import AppServer
+from tests.fixtures.tcp_proxy import running_proxy
 
 pytestmark = [pytest.mark.usefixtures("clean_database"), pytest.mark.slow]
 
@@ -399,3 +400,100 @@ async def test_shutdown_ends_open_streams_cleanly_within_the_grace_period(
     assert took < 2, took  # SHUTDOWN_GRACE_SECONDS: nothing waited for it to run out
     assert "timeout graceful shutdown exceeded" not in server.log_text()
     assert server.log_text().count('"reason":"shutdown"') == 2
+
+
+@asynccontextmanager
+async def serving_beside(server: AppServer) -> AsyncIterator[AppServer]:
+    """Started and stopped in a thread, so that this loop goes on serving the proxy the
+    server's listener connects through."""
+    await asyncio.to_thread(server.start)
+    try:
+        yield server
+    finally:
+        await asyncio.to_thread(server.stop)
+
+
+async def test_a_change_missed_while_the_listener_was_away_arrives_when_it_is_back(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The listening connection goes through a proxy that cuts it: a change committed meanwhile
+    notifies no one here, and reaches the open stream once the listener reconnects."""
+    async with running_proxy(database_url) as proxy:
+        env = SERVER_ENV | {"DATABASE_LISTEN_URL": proxy.url}
+        async with (
+            serving_beside(AppServer(database_url=database_url, root=tmp_path, env=env)) as server,
+            httpx.AsyncClient(base_url=server.base_url, timeout=10) as http,
+        ):
+            account = await sign_up_via(http)
+            async with events(http, account) as stream:
+                await proxy.refuse()  # cut, and no reconnect gets through
+                task = await create(http, account, "while nobody listened")
+                assert await stream.nothing_within(1.5)
+                await proxy.forward()
+                event = await stream.next(10)  # the listener's backoff, then the wake
+                assert as_change(event) == {"op": "upsert", "task": task}
+
+
+async def ready_within(http: httpx.AsyncClient, seconds: float) -> bool:
+    async with asyncio.timeout(seconds):
+        while True:
+            if (await http.get("/health/db")).status_code == 200:
+                return True
+            await asyncio.sleep(0.2)
+
+
+async def test_a_process_without_its_listener_for_long_ends_its_streams_and_opens_none(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Its streams would stay silent: they end (the clients go to a replica that listens), and a
+    new one is 503 until the listener is back."""
+    async with running_proxy(database_url) as proxy:
+        env = SERVER_ENV | {"DATABASE_LISTEN_URL": proxy.url}
+        server = AppServer(database_url=database_url, root=tmp_path, env=env)
+        async with (
+            serving_beside(server),
+            httpx.AsyncClient(base_url=server.base_url, timeout=10) as http,
+        ):
+            account = await sign_up_via(http)
+            async with events(http, account) as stream:
+                await proxy.refuse()
+                # Down for LOST_TOO_LONG_SECONDS (10 s), then the next heartbeat ends it.
+                assert await stream.ended_within(10 + HEARTBEAT_SECONDS * 3)
+            refused = await http.get(f"/api/{account.id}/events", headers=account.headers)
+            assert refused.status_code == 503
+            assert refused.json()["code"] == "live_updates_unavailable"
+            assert int(refused.headers["Retry-After"]) > 0
+            await proxy.forward()
+            assert await ready_within(http, 15)
+            async with events(http, account) as again:
+                task = await create(http, account, "heard again")
+                assert as_change(await again.next(DELIVERY_SECONDS * 3))["task"] == task
+    assert '"reason":"not_listening"' in server.log_text()
+
+
+async def test_a_stream_resumed_from_a_paged_full_sync_keeps_its_floor_in_each_id(
+    clients: tuple[httpx.AsyncClient, httpx.AsyncClient],
+) -> None:
+    """A /changes cursor taken in the middle of a paged full sync carries where the sync began
+    (its floor); the events up to that point carry it too, so resuming from one of them is
+    that same cursor."""
+    a, _ = clients
+    account = await sign_up_via(a)
+    for number in range(3):
+        await create(a, account, f"t{number}")
+    first = await a.get(
+        f"/api/{account.id}/changes", params={"limit": "1"}, headers=account.headers
+    )
+    cursor = first.json()["cursor"]
+    after, floor = (int(part) for part in cursor.split("."))
+    assert floor > after  # a paged full sync: the cursor holds its floor
+    async with events(a, account, last_event_id=cursor) as stream:
+        rest = await stream.take(2)
+        later = await create(a, account, "live")
+        live = await stream.next()
+    caught_up_to, _, kept_floor = rest[0].id.partition(".")
+    assert after < int(caught_up_to) < floor
+    assert int(kept_floor) == floor
+    assert rest[1].id == str(floor)  # the sync's last change: no floor left to keep
+    assert as_change(live)["task"] == later
+    assert int(live.id) > floor

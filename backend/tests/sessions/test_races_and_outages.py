@@ -18,8 +18,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.auth import service
+from app.db import notifications
 from app.main import create_app
-from app.observability import health
 from tests.fixtures.accounts import (
     LOGIN_URL,
     ME_URL,
@@ -170,7 +170,7 @@ async def test_a_process_without_its_listener_for_long_is_not_ready_and_catches_
     """The pool reaches the database, the LISTEN session (DATABASE_LISTEN_URL, through a
     proxy here) does not: readiness fails after the allowed time, and once the listener is
     back the sessions ended meanwhile are refused (reloaded, not notified)."""
-    monkeypatch.setattr(health, "LISTENER_DOWN_NOT_READY_SECONDS", 0.5)
+    monkeypatch.setattr(notifications, "LOST_TOO_LONG_SECONDS", 0.5)
     async with running_proxy(database_url) as proxy:
         settings = make_settings(database_url, database_listen_url=proxy.url)
         async with LifespanManager(create_app(settings)) as manager:
@@ -188,7 +188,7 @@ async def test_a_process_without_its_listener_for_long_is_not_ready_and_catches_
                 ready = await http.get("/health/db")
 
     assert not_ready.status_code == 503, not_ready.text
-    assert not_ready.json()["detail"] == "Not listening for ended sessions"
+    assert not_ready.json()["detail"] == "Not listening for ended sessions and task changes"
     assert ended.status_code == 204
     # The documented gap: no notification reached this process while it was not listening.
     assert still_accepted.status_code == 200

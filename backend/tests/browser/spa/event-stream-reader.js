@@ -15,8 +15,9 @@
 //   // Resolved: the server ended the stream (token expired, session ended, client too slow,
 //   // server shutting down); reconnect with lastEventId, after a token refresh if need be.
 //
-// Events are separated by a blank line; each line is "field: value", or ": text" for a
-// comment (": stream open" first, ": heartbeat" while quiet). This service ends lines with "\n".
+// Read line by line, as the format is defined: each line is "field: value", or ": text" for a
+// comment (": stream open" first, ": heartbeat" while quiet, on a line of its own), and a blank
+// line ends an event. This service ends lines with "\n".
 "use strict";
 
 // Resolves when the server ends the stream; rejects with an AbortError when `signal` aborts,
@@ -40,32 +41,39 @@ async function readEventStream(
 
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
+  const event = newEvent();
   let buffer = "";
   for (;;) {
     const { value, done } = await reader.read();
     if (done) return;
     // stream: true keeps a UTF-8 character split across two chunks whole.
     buffer += decoder.decode(value, { stream: true });
-    const blocks = buffer.split("\n\n");
-    buffer = blocks.pop(); // an event not yet complete: the next chunk ends it
-    for (const block of blocks) dispatch(block, onEvent, onComment);
+    const lines = buffer.split("\n");
+    buffer = lines.pop(); // a line not yet complete: the next chunk ends it
+    for (const line of lines) take(line, event, onEvent, onComment);
   }
 }
 
-// One block of lines: a comment, an event, or both.
-function dispatch(block, onEvent, onComment) {
-  let event = "message";
-  let id = null;
-  const data = [];
-  for (const line of block.split("\n")) {
-    const colon = line.indexOf(":");
-    const field = colon === -1 ? line : line.slice(0, colon);
-    const value = colon === -1 ? "" : line.slice(colon + 1).replace(/^ /, "");
-    if (field === "") onComment(value);
-    else if (field === "event") event = value;
-    else if (field === "id") id = value;
-    else if (field === "data") data.push(value);
+function newEvent() {
+  return { event: "message", id: null, data: [] };
+}
+
+// One line, as the format reads them: a blank line ends an event, ": text" is a comment
+// (handed over at once, so a heartbeat shows the stream is alive), anything else a field.
+function take(line, event, onEvent, onComment) {
+  if (line === "") {
+    // A block with no data line is no event (the format's rule).
+    if (event.data.length > 0) {
+      onEvent({ event: event.event, id: event.id, data: JSON.parse(event.data.join("\n")) });
+    }
+    Object.assign(event, newEvent());
+    return;
   }
-  // A block with no data line is no event (the format's rule), a comment block for one.
-  if (data.length > 0) onEvent({ event, id, data: JSON.parse(data.join("\n")) });
+  const colon = line.indexOf(":");
+  const field = colon === -1 ? line : line.slice(0, colon);
+  const value = colon === -1 ? "" : line.slice(colon + 1).replace(/^ /, "");
+  if (field === "") onComment(value);
+  else if (field === "event") event.event = value;
+  else if (field === "id") event.id = value;
+  else if (field === "data") event.data.push(value);
 }
