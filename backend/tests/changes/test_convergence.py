@@ -11,7 +11,6 @@ import asyncio
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.fixtures.accounts import Account, sign_up_via
-from tests.fixtures.processes import AppServer
+from tests.fixtures.processes import AppServer, two_servers_serving
 
 pytestmark = pytest.mark.usefixtures("clean_database")
 TIMEOUT_SECONDS = 60
@@ -146,12 +145,8 @@ WRITES_PER_WRITER = 30
 def two_servers(
     database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[AppServer, AppServer]]:
-    root: Path = tmp_path_factory.mktemp("feed-servers")
-    with (
-        AppServer(database_url=database_url, root=root).serving() as first,
-        AppServer(database_url=database_url, root=root).serving() as second,
-    ):
-        yield first, second
+    with two_servers_serving(database_url, tmp_path_factory.mktemp("feed-servers")) as servers:
+        yield servers
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from httpx_sse import EventSource, ServerSentEvent, aconnect_sse
 
 from tests.changes.test_convergence import OPS, act, server_tasks
 from tests.fixtures.accounts import Account, sign_up_via
-from tests.fixtures.processes import AppServer
+from tests.fixtures.processes import AppServer, two_servers_serving
 from tests.fixtures.tcp_proxy import running_proxy
 
 pytestmark = [pytest.mark.usefixtures("clean_database"), pytest.mark.slow]
@@ -41,12 +41,9 @@ DELIVERY_SECONDS = 1.0
 def servers(
     database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[AppServer, AppServer]]:
-    root: Path = tmp_path_factory.mktemp("event-servers")
-    with (
-        AppServer(database_url=database_url, root=root, env=SERVER_ENV).serving() as first,
-        AppServer(database_url=database_url, root=root, env=SERVER_ENV).serving() as second,
-    ):
-        yield first, second
+    root = tmp_path_factory.mktemp("event-servers")
+    with two_servers_serving(database_url, root, SERVER_ENV) as servers:
+        yield servers
 
 
 @pytest.fixture
@@ -309,23 +306,32 @@ async def test_the_per_user_cap_refuses_one_stream_more_and_frees_a_slot_on_clos
             assert await open_streams_becomes(a, 3)
             async with events(a, other):  # another user's streams are not counted
                 pass
+
+        async def opens() -> bool:
+            async with aconnect_sse(a, "GET", url, headers=account.headers) as source:
+                return source.response.status_code == 200
+
         # The server frees the slot once it notices the client went.
-        async with asyncio.timeout(5):
-            while True:
-                async with aconnect_sse(a, "GET", url, headers=account.headers) as source:
-                    if source.response.status_code == 200:
-                        break
-                await asyncio.sleep(0.05)
+        assert await eventually(opens, seconds=5)
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], seconds: float) -> bool:
+    """Whether ``check`` comes true within ``seconds`` (asked every 50 ms)."""
+    async with asyncio.timeout(seconds):
+        while True:
+            if await check():
+                return True
+            await asyncio.sleep(0.05)
 
 
 async def open_streams_becomes(http: httpx.AsyncClient, expected: int) -> bool:
     """Whether the server's event_streams_open gauge reads ``expected`` within 2 s."""
     sample = f"\nevent_streams_open {expected}.0\n"
-    async with asyncio.timeout(2):
-        while True:
-            if sample in (await http.get("/metrics")).text:
-                return True
-            await asyncio.sleep(0.05)
+
+    async def reads() -> bool:
+        return sample in (await http.get("/metrics")).text
+
+    return await eventually(reads, seconds=2)
 
 
 async def test_errors_come_as_statuses_before_any_stream(
@@ -435,11 +441,10 @@ async def test_a_change_missed_while_the_listener_was_away_arrives_when_it_is_ba
 
 
 async def ready_within(http: httpx.AsyncClient, seconds: float) -> bool:
-    async with asyncio.timeout(seconds):
-        while True:
-            if (await http.get("/health/db")).status_code == 200:
-                return True
-            await asyncio.sleep(0.2)
+    async def ready() -> bool:
+        return (await http.get("/health/db")).status_code == 200
+
+    return await eventually(ready, seconds)
 
 
 async def test_a_process_without_its_listener_for_long_ends_its_streams_and_opens_none(
