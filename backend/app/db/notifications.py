@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
 from typing import Any
 
 import asyncpg
@@ -231,6 +231,9 @@ NOTIFY = compile_statement(
 MAX_PAYLOAD_BYTES = 7999
 # A payload that announces a change to every key of the channel.
 EVERY_KEY = "*"
+# Keys waiting to be sent on one channel (the database unreachable for a while): past this many,
+# one "*" stands for them all.
+MAX_PENDING_KEYS = 10_000
 
 
 class NotificationSender:
@@ -244,17 +247,21 @@ class NotificationSender:
     process carries every key gathered meanwhile (ASCII keys), in a transaction that does not
     wait for a flush, so the lock is held briefly, at most once per round trip and process.
 
-    A process that dies between a change's commit and its announcement (a round trip) leaves
-    it unannounced: the other processes learn of it with the next change of the same key.
+    A NOTIFY that fails is retried with backoff, its keys kept. A process that dies between a
+    change's commit and its announcement (a round trip) leaves it unannounced: the other
+    processes learn of it with the next change of the same key.
     """
 
     def __init__(self, execute: Execute) -> None:
         self._execute = execute  # Database.fetch_value
         self._pending: dict[str, set[str]] = {}
         self._sending: asyncio.Task[None] | None = None
+        self._closed = False
 
     def send(self, channel: str, key: str) -> None:
-        self._pending.setdefault(channel, set()).add(key)
+        if self._closed:
+            return  # shutting down: the other processes' listeners reconnect to a new one
+        self._add(channel, {key})
         if self._sending is None:
             # A fresh context: it sends for every request since, not the one that started it.
             self._sending = asyncio.create_task(
@@ -262,29 +269,53 @@ class NotificationSender:
             )
 
     async def stop(self) -> None:
-        """Send what is pending (a write acknowledged just before shutdown is still told)."""
+        """Send what is pending (a write acknowledged just before shutdown is still told), for
+        a short while at most; nothing is sent after."""
+        self._closed = True
         sending = self._sending
         if sending is not None:
-            await asyncio.wait([sending], timeout=CLOSE_TIMEOUT_SECONDS)
+            _, unfinished = await asyncio.wait([sending], timeout=CLOSE_TIMEOUT_SECONDS)
+            if unfinished:
+                sending.cancel()
+                await asyncio.wait([sending])
+
+    def _add(self, channel: str, keys: set[str]) -> None:
+        pending = self._pending.setdefault(channel, set())
+        if EVERY_KEY in pending:
+            return
+        pending |= keys
+        if EVERY_KEY in pending or len(pending) > MAX_PENDING_KEYS:
+            self._pending[channel] = {EVERY_KEY}
 
     async def _send_pending(self) -> None:
+        delay = FIRST_RETRY_SECONDS
         try:
             while self._pending:
                 pending, self._pending = self._pending, {}
-                for channel, keys in pending.items():
-                    for payload in _payloads(keys):
-                        await self._execute(NOTIFY, channel=channel, payload=payload)
-        except Exception as exc:
-            # The database is down: the listeners are cut off too, and make up for what they
-            # missed when they reconnect.
-            logger.warning("notification_not_sent", error=_describe(exc))
-            self._pending.clear()
+                try:
+                    for channel, keys in pending.items():
+                        for payload in _payloads(keys):
+                            await self._execute(NOTIFY, channel=channel, payload=payload)
+                except Exception as exc:
+                    # Not sent, or not known to be: kept and sent again (twice is harmless),
+                    # since the listeners may be fine and would otherwise never hear of it.
+                    for channel, keys in pending.items():
+                        self._add(channel, keys)
+                    logger.warning("notification_not_sent", error=_describe(exc), retry_in_s=delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, MAX_RETRY_SECONDS)
+                else:
+                    delay = FIRST_RETRY_SECONDS
         finally:
             self._sending = None
 
 
-def _payloads(keys: Iterable[str]) -> Iterator[str]:
-    """The keys, comma-separated, in as few payloads as PostgreSQL accepts."""
+def _payloads(keys: Collection[str]) -> Iterator[str]:
+    """The keys, comma-separated, in as few payloads as PostgreSQL accepts ("*" alone: it
+    stands for all of them)."""
+    if EVERY_KEY in keys:
+        yield EVERY_KEY
+        return
     payload = ""
     for key in keys:
         if payload and len(payload) + 1 + len(key) > MAX_PAYLOAD_BYTES:

@@ -15,11 +15,22 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 import structlog
-from sqlalchemy import Column, Interval, Table, bindparam, delete, func, literal_column, select
+from sqlalchemy import (
+    Column,
+    Interval,
+    Table,
+    Text,
+    bindparam,
+    delete,
+    distinct,
+    func,
+    literal_column,
+    select,
+)
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.sql.selectable import CTE
 
 from app.db.database import Database
-from app.db.notifications import EVERY_KEY
 from app.db.statements import Statement, compile_statement
 
 logger = structlog.get_logger("app.db")
@@ -53,6 +64,13 @@ def count_of(purged: CTE, *also: CTE) -> Statement:
     return compile_statement(select(func.count()).select_from(purged).add_cte(*also))
 
 
+def count_and_owners_of(purged: CTE, owner: str) -> Statement:
+    """A retention's batch that announces: count the rows ``purged`` deleted, and name their
+    distinct owners (the ``owner`` column, as text: the announcement's key)."""
+    owners = func.array_agg(distinct(sql_cast(purged.c[owner], Text)))
+    return compile_statement(select(func.count(), owners).select_from(purged))
+
+
 @dataclass(frozen=True)
 class Retention:
     """``batch`` deletes at most ``:batch_size`` rows older than ``:retention`` (an interval),
@@ -62,8 +80,9 @@ class Retention:
     name: str
     lock_id: int
     batch: Statement
-    # A channel told "every key changed" after a batch that deleted rows, when the rows were
-    # something its listeners show (the trash: its purged tasks are deletions in the feed).
+    # A channel told the owners of the rows a batch deleted, when the rows are something its
+    # listeners show (the trash: its purged tasks are deletions in the feed); the batch is then
+    # count_and_owners_of's.
     announce_on: str | None = None
     try_lock: Statement = field(init=False)
 
@@ -87,14 +106,15 @@ class BatchPurge:
         async with self._database.transaction() as transaction:
             if not await transaction.fetch_value(self._retention.try_lock):
                 return None
-            deleted = int(
-                await transaction.fetch_value(
-                    self._retention.batch, retention=self._kept_for, batch_size=BATCH_SIZE
-                )
+            batch = await transaction.fetch_one(
+                self._retention.batch, retention=self._kept_for, batch_size=BATCH_SIZE
             )
-        if deleted and self._retention.announce_on is not None:
-            self._database.notifications.send(self._retention.announce_on, EVERY_KEY)
-        return deleted
+        assert batch is not None  # an aggregate: one row
+        channel = self._retention.announce_on
+        if channel is not None:
+            for owner in batch[1] or ():
+                self._database.notifications.send(channel, owner)
+        return int(batch[0])
 
     async def purge(self) -> int:
         """Batches until the expired rows are gone (or another replica holds the lock)."""

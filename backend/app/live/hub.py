@@ -206,10 +206,11 @@ class EventHub:
 
     def on_notification(self, payload: str) -> None:
         """The listener's callback for `task_changes`: owners' ids, comma-separated, or "*"."""
-        if payload == EVERY_KEY:
+        keys = payload.split(",")
+        if EVERY_KEY in keys:
             self._wake_every_channel()
             return
-        for key in payload.split(","):
+        for key in keys:
             channel = self._channels.get(key)
             if channel is not None:
                 channel.wake()

@@ -26,6 +26,7 @@ import asyncpg
 from app.auth.repository import UserRepository, user_gone
 from app.changes.models import TASK_CHANGES_CHANNEL
 from app.db.database import Database, Row
+from app.db.errors import DatabaseUnavailableError
 from app.db.statements import Statement
 from app.http.conditional import Precondition
 from app.idempotency.keys import IdempotentRequest
@@ -273,14 +274,24 @@ class TaskRepository:
             values["versions"] = precondition.versions
         statement = statements.pick(conditional=conditional, keyed=idempotency is not None)
         written: Task | StoredResponse | None
-        if idempotency is None:
-            written = await self._one(statement, **values)
-        else:
-            written = await run_keyed(self._one, statement, idempotency, **values)
-        if written is not None and not isinstance(written, StoredResponse):
-            # Committed: the owner's event streams, in every process, read their feed.
-            self._database.notifications.send(TASK_CHANGES_CHANNEL, str(self._owner_id))
+        try:
+            if idempotency is None:
+                written = await self._one(statement, **values)
+            else:
+                written = await run_keyed(self._one, statement, idempotency, **values)
+        except DatabaseUnavailableError:
+            # The connection was lost after the statement was sent: it may have committed.
+            self._announce_change()
+            raise
+        if written is not None:
+            # A replay too: its write's own announcement may be what a lost connection cut off.
+            self._announce_change()
         return written
+
+    def _announce_change(self) -> None:
+        """The owner's event streams, in every process, read their feed (a wake that finds
+        nothing costs one read)."""
+        self._database.notifications.send(TASK_CHANGES_CHANNEL, str(self._owner_id))
 
     async def _write_found(
         self,

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from app.changes.models import TASK_CHANGES_CHANNEL
 from app.db.database import Database
-from app.db.purge import BatchPurge, Retention, count_of, expired_batch
+from app.db.purge import BatchPurge, Retention, count_and_owners_of, expired_batch
 from app.settings import Settings
 from app.tasks.statements import tasks
 
@@ -17,8 +17,10 @@ TRASH_RETENTION = Retention(
     name="trash",
     lock_id=SYNC_PURGE_LOCK_ID,
     # A task its owner is restoring or purging right now is skipped, not waited for.
-    batch=count_of(expired_batch(tasks, tasks.c.deleted_at, [tasks.c.id])),
-    # Which owners lost tasks the batch does not say: every open event stream reads its feed.
+    batch=count_and_owners_of(
+        expired_batch(tasks, tasks.c.deleted_at, [tasks.c.id, tasks.c.user_id]), "user_id"
+    ),
+    # The owners' open event streams read their feed (each purged task is a deletion there).
     announce_on=TASK_CHANGES_CHANNEL,
 )
 

@@ -1,7 +1,7 @@
 """Every committed write of a task announces its owner's id on `task_changes` (TaskRepository,
 through db/notifications.py NotificationSender): what wakes the event streams of every process.
-After the commit, only for a write that happened, batched per process, and "*" after the
-trash's purge."""
+After the commit, for a write that happened or was replayed, batched per process, kept and sent
+again when sending fails, and for the owners of what the trash's purge deleted."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
-import asyncpg
 import httpx
 import pytest
 from sqlalchemy import text
@@ -18,11 +17,19 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.changes.models import TASK_CHANGES_CHANNEL
 from app.db.database import Database
-from app.db.notifications import EVERY_KEY, MAX_PAYLOAD_BYTES, NotificationSender, _payloads
+from app.db.engine import connect_outside_pool
+from app.db.errors import DatabaseUnavailableError
+from app.db.notifications import (
+    EVERY_KEY,
+    MAX_PAYLOAD_BYTES,
+    NOTIFY,
+    NotificationSender,
+    _payloads,
+)
 from app.db.purge import BatchPurge
+from app.settings import Settings
 from app.tasks.trash_purge import TRASH_RETENTION
 from tests.fixtures.accounts import Account, SignUp
-from tests.fixtures.cluster import asyncpg_dsn
 from tests.fixtures.tasks import create_task
 
 pytestmark = pytest.mark.usefixtures("clean_database")
@@ -30,10 +37,11 @@ QUIET_SECONDS = 0.3
 
 
 @pytest.fixture
-async def notified(database_url: str) -> AsyncIterator[asyncio.Queue[str]]:
-    """The payloads `task_changes` delivers to a session listening on its own connection."""
+async def notified(settings: Settings) -> AsyncIterator[asyncio.Queue[str]]:
+    """The payloads `task_changes` delivers to a session listening on its own connection
+    (opened as the app opens its listener's: the embedded server's URL names a socket)."""
     queue: asyncio.Queue[str] = asyncio.Queue()
-    connection = await asyncpg.connect(asyncpg_dsn(database_url))
+    connection = await connect_outside_pool(settings, settings.database)
     await connection.add_listener(TASK_CHANGES_CHANNEL, lambda *args: queue.put_nowait(args[3]))
     try:
         yield queue
@@ -78,7 +86,7 @@ async def test_each_write_through_the_api_announces_its_owner_after_its_commit(
         assert await drained(notified) == [logged_in.id], (method, target)
 
 
-async def test_no_announcement_for_a_write_that_did_not_happen(
+async def test_no_announcement_for_a_write_that_did_not_happen_and_one_for_a_replay(
     client: httpx.AsyncClient, logged_in: Account, notified: asyncio.Queue[str]
 ) -> None:
     key = {"Idempotency-Key": "notify-once"}
@@ -89,7 +97,6 @@ async def test_no_announcement_for_a_write_that_did_not_happen(
     assert await drained(notified) == [logged_in.id]
     url = f"{logged_in.tasks_url}/{created.json()['id']}"
     not_written = [
-        ("POST", logged_in.tasks_url, {"title": "x"}, key, 201),  # a replay
         ("PATCH", url, {"title": "y"}, {"If-Match": '"9"'}, 412),  # a stale version
         ("PATCH", f"{logged_in.tasks_url}/{uuid.uuid4()}", {"title": "y"}, {}, 404),
     ]
@@ -99,6 +106,12 @@ async def test_no_announcement_for_a_write_that_did_not_happen(
         )
         assert response.status_code == status, response.text
     assert await drained(notified) == []
+    # A retry whose first attempt's announcement a lost connection may have cut off.
+    replayed = await client.post(
+        logged_in.tasks_url, json={"title": "x"}, headers=logged_in.headers | key
+    )
+    assert replayed.headers["Idempotent-Replayed"] == "true"
+    assert await drained(notified) == [logged_in.id]
 
 
 async def test_concurrent_writes_of_many_owners_are_all_announced_in_fewer_notifications(
@@ -113,20 +126,64 @@ async def test_concurrent_writes_of_many_owners_are_all_announced_in_fewer_notif
     assert set(keys) == {account.id for account in accounts}
 
 
-async def test_the_trash_purge_announces_every_owner(
+async def test_the_trash_purge_announces_the_owners_of_what_it_deleted(
     client: httpx.AsyncClient,
-    logged_in: Account,
+    sign_up: SignUp,
     notified: asyncio.Queue[str],
     database: Database,
 ) -> None:
-    task = await create_task(client, logged_in, "old")
-    await client.delete(f"{logged_in.tasks_url}/{task['id']}", headers=logged_in.headers)
+    accounts = [await sign_up() for _ in range(3)]
+    for account in accounts[:2]:
+        for title in ("a", "b"):
+            task = await create_task(client, account, title)
+            await client.delete(f"{account.tasks_url}/{task['id']}", headers=account.headers)
+    await create_task(client, accounts[2], "kept")
     await drained(notified)
     purge = BatchPurge(database, TRASH_RETENTION, kept_for=timedelta(0))
-    assert await purge.purge() == 1
-    assert await drained(notified) == [EVERY_KEY]
+    assert await purge.purge() == 4
+    assert sorted(await drained(notified)) == sorted(account.id for account in accounts[:2])
     assert await purge.purge() == 0  # nothing purged: nothing announced
     assert await drained(notified) == []
+
+
+async def test_a_failed_send_keeps_its_keys_and_sends_them_again(
+    database: Database, notified: asyncio.Queue[str]
+) -> None:
+    attempts = 0
+
+    async def fails_once(statement: object, **values: object) -> object:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            # The real error of a pool that gave no connection in time.
+            raise DatabaseUnavailableError()
+        return await database.fetch_value(NOTIFY, **values)
+
+    sender = NotificationSender(fails_once)
+    sender.send(TASK_CHANGES_CHANNEL, "first")
+    await asyncio.sleep(0)  # the first attempt is under way
+    sender.send(TASK_CHANGES_CHANNEL, "second")
+    assert sorted(await drained_within(notified, 3)) == ["first", "second"]
+    assert attempts == 2
+    await sender.stop()
+
+
+async def test_star_stands_for_every_key_and_after_stop_nothing_is_sent(
+    database: Database, notified: asyncio.Queue[str]
+) -> None:
+    sender = NotificationSender(database.fetch_value)
+    for key in ("a", EVERY_KEY, "b"):
+        sender.send(TASK_CHANGES_CHANNEL, key)
+    await sender.stop()
+    assert await drained(notified) == [EVERY_KEY]
+    sender.send(TASK_CHANGES_CHANNEL, "late")
+    assert await drained(notified) == []
+
+
+async def drained_within(queue: asyncio.Queue[str], seconds: float) -> list[str]:
+    """The keys announced, waiting up to ``seconds`` for the first (a retry's backoff)."""
+    first = await asyncio.wait_for(queue.get(), seconds)
+    return first.split(",") + await drained(queue)
 
 
 async def test_many_keys_are_split_into_payloads_postgresql_accepts(

@@ -5,6 +5,7 @@ nothing twice; each test here is one step of that argument)."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -99,7 +100,7 @@ async def test_every_channel_wakes_on_star_and_after_the_listener_reconnects(
     stream.caught_up(0)
     await asyncio.sleep(0.1)  # the wake of caught_up has read nothing
     first = await create(database, stored_user, 1)
-    hub.on_notification(EVERY_KEY)
+    hub.on_notification(f"{uuid.uuid4()},{EVERY_KEY}")  # "*" among other keys
     assert await changes_of(stream, 1) == first
     second = await create(database, stored_user, 1)
     await hub.on_listening(None)  # type: ignore[arg-type]  (the connection is not used)
