@@ -341,13 +341,13 @@ async def test_errors_come_as_statuses_before_any_stream(
     account, other = await sign_up_via(a), await sign_up_via(a)
     url = f"/api/{account.id}/events"
     cases = [
-        ({}, url, 401, "not_authenticated"),
-        (other.headers, url, 403, "forbidden"),
-        (account.headers | {"Last-Event-ID": "seven"}, url, 422, "validation_error"),
-        (account.headers | {"Last-Event-ID": "999999999"}, url, 410, "cursor_expired"),
+        ({}, 401, "not_authenticated"),
+        (other.headers, 403, "forbidden"),
+        (account.headers | {"Last-Event-ID": "seven"}, 422, "validation_error"),
+        (account.headers | {"Last-Event-ID": "999999999"}, 410, "cursor_expired"),
     ]
-    for headers, target, status, code in cases:
-        response = await a.get(target, headers=headers)
+    for headers, status, code in cases:
+        response = await a.get(url, headers=headers)
         assert response.status_code == status, response.text
         assert response.headers["content-type"] == "application/json"
         assert response.json()["code"] == code

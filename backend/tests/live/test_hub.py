@@ -135,3 +135,23 @@ async def test_the_cap_counts_open_streams_and_shutdown_ends_them_and_refuses_mo
         assert stream.end_reason == "shutdown"
     with pytest.raises(StreamsClosingError):
         hub.join(stored_user.id)
+
+
+async def test_a_stream_too_far_behind_ends_and_is_fed_nothing_more(
+    hub: EventHub,
+    database: Database,
+    stored_user: StoredUser,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its client reads too slowly: rather than hold its changes without bound, the stream
+    ends (the client resumes with Last-Event-ID), and the user's other streams go on."""
+    monkeypatch.setattr(hub_module, "MAX_PENDING", 2)
+    slow, reading = hub.join(stored_user.id), hub.join(stored_user.id)
+    slow.caught_up(0)
+    reading.caught_up(0)
+    for _ in range(3):
+        numbers = await create(database, stored_user, 1)
+        hub.on_notification(str(stored_user.id))
+        assert await changes_of(reading, 1) == numbers  # read as they come
+    assert await slow.next_changes() is None  # three waiting: one past the limit
+    assert slow.end_reason == "client_too_slow"
