@@ -16,6 +16,7 @@ from app.changes import models as change_models  # noqa: F401  (registers the ta
 from app.db.engine import create_engine
 from app.db.models import Base
 from app.idempotency import models as idempotency_models  # noqa: F401  (registers the table)
+from app.lists import models as list_models  # noqa: F401  (registers the table)
 from app.sessions import models as session_models  # noqa: F401  (registers the table)
 from app.settings import load_settings
 from app.tasks import models as task_models  # noqa: F401  (registers the table)

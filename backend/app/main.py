@@ -33,6 +33,7 @@ from app.http.last_resort import LastResortErrorMiddleware
 from app.http.openapi import install_openapi, operation_id
 from app.http.security_headers import SecurityHeadersMiddleware
 from app.idempotency.purge import key_purge
+from app.lists.router import router as lists_router
 from app.live.hub import EventHub
 from app.live.router import router as live_router
 from app.observability.health import router as health_router
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Routes are matched in order: the task routes, which take nearly all the traffic, first.
     app.include_router(tasks_router)
     app.include_router(trash_router)
+    app.include_router(lists_router)
     app.include_router(changes_router)
     app.include_router(live_router)
     app.include_router(auth_router)

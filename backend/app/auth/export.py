@@ -27,8 +27,9 @@ from starlette.types import Receive, Scope, Send
 from app.auth.errors import ExportsBusyError
 from app.auth.repository import user_gone
 from app.auth.schemas import UserRead
-from app.auth.statements import EXPORT_TASKS, EXPORT_USER
+from app.auth.statements import EXPORT_LISTS, EXPORT_TASKS, EXPORT_USER
 from app.db.database import Database
+from app.lists.schemas import lists_json
 from app.tasks.schemas import tasks_json
 
 # Rows per fetch from the cursor, and so per chunk sent (about 300 bytes each).
@@ -82,15 +83,17 @@ class ExportResponse(StreamingResponse):
 
 
 async def export_document(database: Database, user_id: uuid.UUID) -> AsyncGenerator[bytes, None]:
-    """``{"user": ..., "tasks": [...], "exported_at": ...}``, in chunks; every task is the
-    bytes the task routes send for it (tasks/schemas.py) and its ``deleted_at`` (the trash's
-    tasks are the account's data too), oldest first."""
+    """``{"user": ..., "lists": [...], "tasks": [...], "exported_at": ...}``, in chunks; every
+    list and task is the bytes its routes send for it and its ``deleted_at`` (deleted lists and
+    the trash's tasks are the account's data too), oldest first."""
     async with database.transaction(isolation="repeatable_read", readonly=True) as tx:
         user = await tx.fetch_one(EXPORT_USER, user_id=user_id)
         if user is None:
             # Deleted since the route found it: the response has started, so it is cut short.
             raise user_gone(user_id)
-        yield b'{"user":' + UserRead.from_row(user).model_dump_json().encode() + b',"tasks":['
+        yield b'{"user":' + UserRead.from_row(user).model_dump_json().encode()
+        lists = await tx.fetch_all(EXPORT_LISTS, user_id=user_id)
+        yield b',"lists":' + lists_json(lists) + b',"tasks":['
         cursor = await tx.connection.cursor(
             EXPORT_TASKS.sql, *EXPORT_TASKS.arguments({"user_id": user_id})
         )

@@ -21,6 +21,7 @@ from pydantic_core import PydanticCustomError
 from app.auth.models import EMAIL_MAX_LENGTH, NAME_MAX_LENGTH
 from app.auth.passwords import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH, weakness
 from app.http.schemas import SECRET, SINGLE_LINE, RequestBody
+from app.lists.schemas import ListRead
 from app.tasks.schemas import TaskRead
 
 
@@ -191,10 +192,21 @@ class SignupResponse(UserRead):
     refresh_token: RefreshToken = None
 
 
+class ExportedList(ListRead):
+    position: str | None = Field(description="null for a deleted list")  # type: ignore[assignment]
+    deleted_at: datetime | None
+
+
+class ExportedTask(TaskRead):
+    position: str | None = Field(description="null in the trash")  # type: ignore[assignment]
+    deleted_at: datetime | None = Field(description="When it went to the trash")
+
+
 class AccountExport(BaseModel):
     """The export's document (GET /api/auth/me/export), streamed (auth/export.py); documents
     the bytes, never built as a model."""
 
     user: UserRead
-    tasks: list[TaskRead] = Field(description="Every task of the user, oldest first")
+    lists: list[ExportedList] = Field(description="Every list of the user, deleted ones too")
+    tasks: list[ExportedTask] = Field(description="Every task of the user, oldest first")
     exported_at: datetime = Field(description="When the snapshot the document shows was taken")

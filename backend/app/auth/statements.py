@@ -12,6 +12,7 @@ from app.auth.models import User
 from app.auth.schemas import UserRead
 from app.db.statements import compile_statement
 from app.idempotency.statements import idempotency_keys
+from app.lists.statements import LIST_COLUMNS, lists
 from app.tasks.statements import TASK_COLUMNS, tasks
 
 users = cast(Table, User.__table__)
@@ -65,6 +66,11 @@ DELETE_USER = compile_statement(
 # the order it was created, those in the trash too (with their deleted_at; null for the rest).
 EXPORT_USER = compile_statement(
     select(*USER_COLUMNS, func.now().label("exported_at")).where(users.c.id == bindparam("user_id"))
+)
+EXPORT_LISTS = compile_statement(
+    select(*LIST_COLUMNS, lists.c.deleted_at)
+    .where(lists.c.user_id == bindparam("user_id"))
+    .order_by(lists.c.created_at, lists.c.id)
 )
 EXPORT_TASKS = compile_statement(
     select(*TASK_COLUMNS, tasks.c.deleted_at)

@@ -9,12 +9,21 @@ that could still commit.
 
 from __future__ import annotations
 
+import heapq
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from app.auth.repository import UserRepository
 from app.changes.errors import CursorExpiredError
-from app.changes.statements import BOUNDS, CHANGES_AFTER, SNAPSHOT
+from app.changes.statements import (
+    BOUNDS,
+    CHANGES_AFTER,
+    LISTS_CHANGED_AFTER,
+    LISTS_SNAPSHOT,
+    SNAPSHOT,
+)
 from app.db.database import Database, Row, Transaction
 
 
@@ -38,16 +47,35 @@ class FeedCursor:
 
 
 @dataclass(frozen=True, slots=True)
+class ListChange:
+    """A list's row in the feed (LIST_FEED_COLUMNS), told apart from the tasks' rows it is
+    merged with; read like a row."""
+
+    row: Row
+
+    def __getitem__(self, name: str) -> Any:
+        return self.row[name]
+
+
+# A task's row (FEED_COLUMNS) or a list's; one with deleted_at is a deletion.
+Change = Row | ListChange
+
+
+@dataclass(frozen=True, slots=True)
 class FeedPage:
-    rows: list[Row]  # FEED_COLUMNS, in change order; a row with deleted_at is a deletion
+    rows: list[Change]  # in change order
     cursor: FeedCursor
     has_more: bool
 
 
 class ChangeFeed:
-    def __init__(self, database: Database, owner_id: uuid.UUID) -> None:
+    def __init__(
+        self, database: Database, owner_id: uuid.UUID, *, include_lists: bool = False
+    ) -> None:
+        """``include_lists``: the owner's lists too (their numbers are skipped otherwise)."""
         self._database = database
         self._owner_id = owner_id
+        self.include_lists = include_lists
 
     async def _bounds(self, source: Database | Transaction) -> tuple[int, int]:
         """The highest number the owner's feed has used, visible or forgotten (0: none yet),
@@ -74,16 +102,20 @@ class ChangeFeed:
             expired = since is not None and not (
                 expired_through <= max(since.after, since.floor) and since.after <= highest
             )
-            rows = (
-                []
-                if expired
-                else await tx.fetch_all(
-                    SNAPSHOT if since is None else CHANGES_AFTER,
-                    owner_id=self._owner_id,
-                    since=0 if since is None else since.after,
-                    limit=limit + 1,
+            rows: list[Change] = []
+            if not expired:
+                window = {
+                    "owner_id": self._owner_id,
+                    "since": 0 if since is None else since.after,
+                    "limit": limit + 1,
+                }
+                rows = list(
+                    await tx.fetch_all(SNAPSHOT if since is None else CHANGES_AFTER, **window)
                 )
-            )
+                if self.include_lists:
+                    changed = LISTS_SNAPSHOT if since is None else LISTS_CHANGED_AFTER
+                    lists = [ListChange(row) for row in await tx.fetch_all(changed, **window)]
+                    rows = _in_number_order(rows, lists)
         if highest == 0:
             # Nothing ever changed: an answer only for an account that exists (asked once the
             # transaction has given its connection back).
@@ -101,7 +133,16 @@ class ChangeFeed:
         return FeedPage(rows=_latest_per_task(rows), cursor=FeedCursor(after), has_more=False)
 
 
-def _latest_per_task(rows: list[Row]) -> list[Row]:
+def _in_number_order(tasks: Sequence[Change], lists: Sequence[Change]) -> list[Change]:
+    """Two pages, each in number order, as one: the first ``limit + 1`` of them still hold
+    every number up to the last one taken, since each page holds all of its kind up to its
+    own last."""
+    if not lists:
+        return list(tasks)
+    return list(heapq.merge(tasks, lists, key=lambda change: change["change_seq"]))
+
+
+def _latest_per_task(rows: list[Change]) -> list[Change]:
     """A task id twice in one page (purged, then created again with the same client-chosen id):
     its latest change only, so each task appears once."""
     if len({row["id"] for row in rows}) == len(rows):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import StringConstraints
@@ -25,15 +25,23 @@ router = APIRouter(
 )
 
 
+# What a client may ask the feed (and the event stream) for besides tasks.
+Include = Annotated[
+    Literal["lists"] | SkipJsonSchema[None],
+    Query(description="lists: the lists' changes too (list_upsert, list_delete)"),
+]
+
+
 async def get_change_feed(
     request: Request,
     user_id: Annotated[uuid.UUID, Path(description="Must be the authenticated user's id")],
     subject: TokenSubject,
+    include: Include = None,
 ) -> ChangeFeed:
     """The feed of the path's owner, who must be the caller."""
     database = await get_database(request)
     await require_path_owner(database, user_id, subject)
-    return ChangeFeed(database, user_id)
+    return ChangeFeed(database, user_id, include_lists=include == "lists")
 
 
 class ChangesJSONResponse(Response):

@@ -9,7 +9,8 @@ from typing import Annotated, Literal
 import orjson
 from pydantic import BaseModel, Field
 
-from app.db.database import Row
+from app.changes.feed import Change, ListChange
+from app.lists.schemas import ListRead, list_json
 from app.tasks.schemas import TaskRead, task_fields_json
 
 # A cursor is opaque to clients, who only send it back: a change number, and while a full sync
@@ -29,24 +30,46 @@ class TaskDeleted(BaseModel):
     task_id: uuid.UUID
 
 
-Change = Annotated[TaskUpserted | TaskDeleted, Field(discriminator="op")]
+class ListUpserted(BaseModel):
+    """Only with include=lists. The counts are as of the read; task changes move them."""
+
+    op: Literal["list_upsert"]
+    list: ListRead
+
+
+class ListDeleted(BaseModel):
+    """Only with include=lists: the list is gone, and its tasks went to the trash with it."""
+
+    op: Literal["list_delete"]
+    list_id: uuid.UUID
+
+
+ChangeItem = Annotated[
+    TaskUpserted | TaskDeleted | ListUpserted | ListDeleted, Field(discriminator="op")
+]
 
 
 class ChangesPage(BaseModel):
-    changes: list[Change] = Field(description="Oldest change first; each task at most once")
+    changes: list[ChangeItem] = Field(
+        description="Oldest change first; each task (and list) at most once"
+    )
     cursor: str = Field(
         pattern=CURSOR_PATTERN, description="Send as since= to continue after these changes"
     )
     has_more: bool = Field(description="More changes follow: ask again at once with the cursor")
 
 
-def change_json(row: Row) -> bytes:
+def change_json(row: Change) -> bytes:
+    if isinstance(row, ListChange):
+        if row["deleted_at"] is not None:
+            return b'{"op":"list_delete","list_id":"' + str(row["id"]).encode() + b'"}'
+        return b'{"op":"list_upsert","list":' + list_json(row.row) + b"}"
     if row["deleted_at"] is not None:
         return b'{"op":"delete","task_id":"' + str(row["id"]).encode() + b'"}'
     return b'{"op":"upsert","task":' + task_fields_json(row) + b"}"
 
 
-def changes_json(rows: Iterable[Row], cursor: str, has_more: bool) -> bytes:
+def changes_json(rows: Iterable[Change], cursor: str, has_more: bool) -> bytes:
     changes = b",".join(change_json(row) for row in rows)
     return (
         b'{"changes":['

@@ -1,5 +1,8 @@
 """The change feed's statements: the owner's bounds, and one page of changes after a number.
 
+Tasks and lists share the owner's numbering; a page of lists is read beside a page of tasks
+only for a client that asked for lists (feed.py merges the two).
+
 A page is the owner's tasks whose change number is above the cursor (live ones as upserts,
 trashed ones as deletions) and the tombstones above it (deletions), in number order. A task
 changed several times since the cursor is one row, in its latest state: the row is the change.
@@ -23,6 +26,7 @@ from sqlalchemy import cast as sql_cast
 
 from app.changes.models import ChangeHead, TaskTombstone
 from app.db.statements import compile_statement
+from app.lists.statements import LIST_COLUMNS, lists
 from app.tasks.statements import TASK_COLUMNS, tasks
 
 change_heads = cast(Table, ChangeHead.__table__)
@@ -34,8 +38,9 @@ _SINCE = bindparam("since", type_=BigInteger)
 # was purged) and its change number.
 FEED_COLUMNS = (*TASK_COLUMNS, tasks.c.deleted_at, tasks.c.change_seq)
 
-# The owner's newest change number that is visible, and the highest one forgotten with a
-# pruned tombstone (both 0 for an owner who never changed anything).
+# The owner's newest change number that is visible (of a task or a list: one numbering), and
+# the highest one forgotten with a pruned tombstone (both 0 for an owner who never changed
+# anything).
 BOUNDS = compile_statement(
     select(
         func.coalesce(
@@ -45,6 +50,9 @@ BOUNDS = compile_statement(
                 .scalar_subquery(),
                 select(func.max(tombstones.c.change_seq))
                 .where(tombstones.c.user_id == _OWNER)
+                .scalar_subquery(),
+                select(func.max(lists.c.change_seq))
+                .where(lists.c.user_id == _OWNER)
                 .scalar_subquery(),
             ),
             literal_column("0"),
@@ -79,5 +87,21 @@ SNAPSHOT = compile_statement(
     select(*FEED_COLUMNS)
     .where(tasks.c.user_id == _OWNER, tasks.c.deleted_at.is_(None), tasks.c.change_seq > _SINCE)
     .order_by(tasks.c.change_seq)
+    .limit(bindparam("limit"))
+)
+
+# The owner's lists in the same feed, read beside the tasks when a client asks for them: a list
+# is its own record (deleted lists stay, with deleted_at), as a task is.
+LIST_FEED_COLUMNS = (*LIST_COLUMNS, lists.c.deleted_at, lists.c.change_seq)
+LISTS_CHANGED_AFTER = compile_statement(
+    select(*LIST_FEED_COLUMNS)
+    .where(lists.c.user_id == _OWNER, lists.c.change_seq > _SINCE)
+    .order_by(lists.c.change_seq)
+    .limit(bindparam("limit"))
+)
+LISTS_SNAPSHOT = compile_statement(
+    select(*LIST_FEED_COLUMNS)
+    .where(lists.c.user_id == _OWNER, lists.c.deleted_at.is_(None), lists.c.change_seq > _SINCE)
+    .order_by(lists.c.change_seq)
     .limit(bindparam("limit"))
 )

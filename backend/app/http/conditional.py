@@ -58,6 +58,10 @@ class Precondition:
                 versions.append(int(opaque))
         return cls(versions=tuple(versions))
 
+    def matches(self, version: int) -> bool:
+        """Whether a resource at ``version`` (that exists) meets this If-Match."""
+        return self.versions is None or version in self.versions
+
 
 def none_match(header: str, etag: str) -> bool:
     """Whether If-None-Match ``header`` matches the current ``etag`` (weak comparison): a GET

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
-from app.db.database import Row
+from app.db.database import Database, Row, Transaction
 from app.db.statements import Statement
 from app.idempotency.errors import IdempotencyKeyInUseError, IdempotencyKeyReusedError
 from app.idempotency.keys import IdempotentRequest
@@ -26,6 +26,7 @@ KEY_CONSTRAINT = "pk_idempotency_keys"
 # fail on the key's primary key (and roll back); run once more, it finds the stored response.
 _ATTEMPTS = 3
 _OUTCOME = frozenset({CLAIMED, STORED_FINGERPRINT, STORED_STATUS, STORED_BODY})
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +75,61 @@ async def run_keyed(
         # longer matched, and the answer is the first request's, not a 404 or a 412.
         stored = await run(STORED_ANSWER, idempotency_key=request.key)
         return _stored(stored, request) if stored is not None else None
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+class KeyAnsweredError(Exception):
+    """Raised by `keyed_last` when the key already has an answer: it rolls back the work of
+    the transaction it ends, and `run_keyed_transaction` replays the answer."""
+
+    def __init__(self, stored: StoredResponse) -> None:
+        super().__init__("the key already has an answer")
+        self.stored = stored
+
+
+async def keyed_last(
+    tx: Transaction, statement: Statement, request: IdempotentRequest, /, **values: Any
+) -> dict[str, Any] | None:
+    """The keyed write that ends a transaction of several statements: the written row, or None
+    when it matched nothing. A key with an answer raises KeyAnsweredError, one in use 409; a key
+    whose first request committed meanwhile fails the transaction on the key's primary key,
+    and `run_keyed_transaction` runs it again."""
+    row = await tx.fetch_one(
+        statement, idempotency_key=request.key, fingerprint=request.fingerprint, **values
+    )
+    assert row is not None  # the outcome SELECT has no FROM that could be empty
+    if row[STORED_STATUS] is not None:
+        raise KeyAnsweredError(_stored(row, request))
+    if not row[CLAIMED]:
+        raise IdempotencyKeyInUseError()
+    if row[WRITTEN_FIRST_COLUMN] is None:
+        return None
+    return {name: value for name, value in row.items() if name not in _OUTCOME}
+
+
+async def run_keyed_transaction(
+    database: Database,
+    owner_id: object,
+    request: IdempotentRequest,
+    work: Callable[[Transaction], Awaitable[T]],
+) -> T | StoredResponse:
+    """``work`` (which ends with `keyed_last`) in one transaction, unless the key already has
+    an answer: then that answer, and ``work`` never runs (or is rolled back)."""
+    for attempt in range(1, _ATTEMPTS + 1):
+        stored = await database.fetch_one(
+            STORED_ANSWER, owner_id=owner_id, idempotency_key=request.key
+        )
+        if stored is not None:
+            return _stored(stored, request)
+        try:
+            async with database.transaction() as tx:
+                return await work(tx)
+        except KeyAnsweredError as answered:
+            return answered.stored
+        except asyncpg.UniqueViolationError as error:
+            if error.constraint_name == KEY_CONSTRAINT and attempt < _ATTEMPTS:
+                continue
+            raise
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 

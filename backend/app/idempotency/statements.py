@@ -18,12 +18,16 @@ caller runs it again and finds the stored row.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import (
+    Column,
     ColumnElement,
+    Integer,
     Table,
     Text,
+    any_,
     bindparam,
     exists,
     func,
@@ -32,7 +36,7 @@ from sqlalchemy import (
     select,
     true,
 )
-from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.dml import ReturningDelete, ReturningInsert, ReturningUpdate
 
@@ -115,3 +119,57 @@ STORED_ANSWER = compile_statement(
         idempotency_keys.c.body.label(STORED_BODY),
     ).where(idempotency_keys.c.user_id == _OWNER, idempotency_keys.c.key == _KEY)
 )
+
+
+Guard = ColumnElement[bool]
+WriteBuilder = Callable[..., Write]  # (*guards: Guard) -> the write, conditional on them
+
+
+def version_matches(version: Column[int]) -> Guard:
+    """If-Match: the version must be one of those named (bound as an int[])."""
+    return version == any_(bindparam("versions", type_=ARRAY(Integer)))
+
+
+@dataclass(frozen=True, slots=True)
+class WriteStatements:
+    """One write, compiled with and without an If-Match condition and an Idempotency-Key."""
+
+    plain: Statement
+    keyed: Statement  # with its key (keyed_write)
+    # ... AND version = ANY(:versions); a create has no version to match.
+    conditional: Statement | None
+    keyed_conditional: Statement | None
+
+    @classmethod
+    def of(
+        cls,
+        build: WriteBuilder,
+        *,
+        status: int,
+        version: Column[int] | None,
+        stores_body: bool = True,
+    ) -> WriteStatements:
+        """``version``: the column If-Match compares (None: the write takes no If-Match)."""
+
+        def keyed(*guards: Guard) -> Statement:
+            return keyed_write(
+                lambda claimed: build(claimed, *guards), status=status, stores_body=stores_body
+            )
+
+        matches = version_matches(version) if version is not None else None
+        return cls(
+            plain=compile_statement(build()),
+            keyed=keyed(),
+            conditional=compile_statement(build(matches)) if matches is not None else None,
+            keyed_conditional=keyed(matches) if matches is not None else None,
+        )
+
+    def pick(self, *, conditional: bool, keyed: bool) -> Statement:
+        statement = (
+            (self.keyed_conditional if conditional else self.keyed)
+            if keyed
+            else (self.conditional if conditional else self.plain)
+        )
+        if statement is None:
+            raise TypeError("this write takes no If-Match")
+        return statement

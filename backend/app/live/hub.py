@@ -25,8 +25,8 @@ from collections.abc import Callable, Coroutine
 
 import structlog
 
-from app.changes.feed import ChangeFeed, FeedCursor
-from app.db.database import Database, Row
+from app.changes.feed import Change, ChangeFeed, FeedCursor, ListChange
+from app.db.database import Database
 from app.db.engine import DriverConnection
 from app.db.notifications import EVERY_KEY
 from app.http.errors import AppError
@@ -46,11 +46,13 @@ RETRY_AFTER_SECONDS = 10
 class Stream:
     """One open event stream: the changes handed to it that its response has yet to send."""
 
-    def __init__(self, channel: UserChannel) -> None:
+    def __init__(self, channel: UserChannel, *, include_lists: bool = False) -> None:
         self._channel = channel
+        # Whether its client asked for the lists' changes too (the channel reads them for all).
+        self.include_lists = include_lists
         # The highest change number handed over; None until its own catch-up read is done.
         self.received: int | None = None
-        self._pending: list[Row] = []
+        self._pending: list[Change] = []
         self._wakeup = asyncio.Event()
         self.end_reason: str | None = None
 
@@ -63,12 +65,17 @@ class Stream:
         self.received = through
         self._channel.wake()
 
-    def hand(self, rows: list[Row], through: int) -> None:
+    def hand(self, rows: list[Change], through: int) -> None:
         """A channel read's changes (in number order, every change up to ``through``)."""
         received = self.received
         if received is None or self.end_reason is not None:
             return
-        self._pending.extend(row for row in rows if row["change_seq"] > received)
+        self._pending.extend(
+            row
+            for row in rows
+            if row["change_seq"] > received
+            and (self.include_lists or not isinstance(row, ListChange))
+        )
         self.received = max(received, through)
         if len(self._pending) > MAX_PENDING:
             self.end("client_too_slow")
@@ -80,7 +87,7 @@ class Stream:
             self.end_reason = reason
             self._wakeup.set()
 
-    async def next_changes(self) -> list[Row] | None:
+    async def next_changes(self) -> list[Change] | None:
         """The changes waiting, once there are some; None once the stream has ended (what was
         still waiting is dropped: the client resumes with Last-Event-ID)."""
         if not self._pending and self.end_reason is None:
@@ -119,7 +126,6 @@ class UserChannel:
             self._hub.forget(self)
 
     async def _read_while_woken(self) -> None:
-        feed = ChangeFeed(self._hub.database, self.user_id)
         try:
             while True:
                 self._again = False
@@ -127,6 +133,8 @@ class UserChannel:
                 if not ready:
                     return
                 since = min(s.received for s in ready if s.received is not None)
+                include_lists = any(stream.include_lists for stream in ready)
+                feed = ChangeFeed(self._hub.database, self.user_id, include_lists=include_lists)
                 page = await feed.read(since=FeedCursor(since), limit=READ_PAGE)
                 for stream in ready:
                     stream.hand(page.rows, page.cursor.after)
@@ -173,7 +181,7 @@ class EventHub:
         """The streams open here."""
         return sum(len(channel.streams) for channel in self._channels.values())
 
-    def join(self, user_id: uuid.UUID) -> Stream:
+    def join(self, user_id: uuid.UUID, *, include_lists: bool = False) -> Stream:
         """A new stream of ``user_id``'s changes, catching up before it is fed (Stream.caught_up).
         429 past the per-user cap; 503 once the server is shutting down."""
         if self._closing:
@@ -187,7 +195,7 @@ class EventHub:
         elif len(channel.streams) >= self._max_streams_per_user:
             logger.info("event_stream_refused", user_id=key, open=len(channel.streams))
             raise TooManyStreamsError(RETRY_AFTER_SECONDS)
-        stream = Stream(channel)
+        stream = Stream(channel, include_lists=include_lists)
         channel.streams.add(stream)
         return stream
 

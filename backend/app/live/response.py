@@ -21,9 +21,8 @@ import structlog
 from fastapi import Response
 from starlette.types import Receive, Scope, Send
 
-from app.changes.feed import ChangeFeed, FeedPage
+from app.changes.feed import Change, ChangeFeed, FeedPage, ListChange
 from app.changes.schemas import change_json
-from app.db.database import Row
 from app.http.errors import AppError
 from app.live.hub import READ_PAGE, Stream
 
@@ -38,10 +37,16 @@ HEARTBEAT = b": heartbeat\n"
 # A client that stops reading blocks a write once the socket's buffers are full: after this long
 # the response gives up, and the server closes the connection.
 SEND_TIMEOUT_SECONDS = 30.0
-EVENT_NAMES = {True: b"task.delete", False: b"task.upsert"}
+# By (a list's change, a deletion).
+EVENT_NAMES = {
+    (False, True): b"task.delete",
+    (False, False): b"task.upsert",
+    (True, True): b"list.delete",
+    (True, False): b"list.upsert",
+}
 
 
-def event_bytes(row: Row, floor: int = 0) -> bytes:
+def event_bytes(row: Change, floor: int = 0) -> bytes:
     """One change as an event (the data is one line: JSON escapes every line break). Its id is
     the feed cursor after it: with the floor of a full sync still being paged, as /changes
     writes it (changes/feed.py FeedCursor)."""
@@ -49,7 +54,7 @@ def event_bytes(row: Row, floor: int = 0) -> bytes:
     event_id = str(seq) if floor <= seq else f"{seq}.{floor}"
     return (
         b"event: "
-        + EVENT_NAMES[row["deleted_at"] is not None]
+        + EVENT_NAMES[isinstance(row, ListChange), row["deleted_at"] is not None]
         + b"\nid: "
         + event_id.encode()
         + b"\ndata: "

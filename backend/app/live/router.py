@@ -11,6 +11,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from app.auth.deps import VerifiedBearerDep, require_path_owner
 from app.changes.feed import ChangeFeed, FeedCursor, FeedPage
+from app.changes.router import Include
 from app.changes.schemas import CURSOR_PATTERN
 from app.db.deps import get_database
 from app.http.errors import error_responses
@@ -24,7 +25,8 @@ router = APIRouter(
 )
 
 STREAM_DESCRIPTION = (
-    "`text/event-stream`. Each change is an event `task.upsert` or `task.delete` whose `data` is "
+    "`text/event-stream`. Each change is an event `task.upsert` or `task.delete` (with "
+    "include=lists also `list.upsert` and `list.delete`) whose `data` is "
     "the change as /changes writes it and whose `id` is the cursor after it. Comments (lines "
     "starting with `:`) open the stream and keep it alive; ignore them. The stream ends when "
     "the access token expires or its session ends, when the client falls too far behind, and "
@@ -63,6 +65,7 @@ async def stream_events(
             "first sends every change after it. Absent: only changes from now on.",
         ),
     ] = None,
+    include: Include = None,
 ) -> EventStreamResponse:
     """The owner's task changes as they happen, from any replica, within about a second.
     Errors (410 ``cursor_expired`` for a cursor the feed no longer covers, 429
@@ -70,8 +73,9 @@ async def stream_events(
     database = await get_database(request)
     await require_path_owner(database, user_id, bearer.claims.subject)
     hub = await get_event_hub(request)
-    stream = hub.join(user_id)
-    feed = ChangeFeed(database, user_id)
+    include_lists = include == "lists"
+    stream = hub.join(user_id, include_lists=include_lists)
+    feed = ChangeFeed(database, user_id, include_lists=include_lists)
     since = FeedCursor.decode(last_event_id) if last_event_id is not None else None
     try:
         # The first read before the answer starts, so its errors are statuses, not a cut stream.

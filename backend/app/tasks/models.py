@@ -8,10 +8,11 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
-    ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     String,
+    UniqueConstraint,
     false,
     text,
 )
@@ -19,6 +20,7 @@ from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.models import Base, Timestamps, UUIDPrimaryKey
+from app.positions.keys import POSITION_MAX_LENGTH
 
 TITLE_MAX_LENGTH = 255
 DESCRIPTION_MAX_LENGTH = 1000
@@ -37,6 +39,24 @@ class Task(UUIDPrimaryKey, Timestamps, Base):
         ),
         CheckConstraint(
             "completed = (completed_at IS NOT NULL)", name="completed_at_matches_completed"
+        ),
+        CheckConstraint("(deleted_at IS NULL) = (position IS NOT NULL)", name="live_positioned"),
+        # The owner's own list only; the owner's account goes, with its lists, with its tasks.
+        ForeignKeyConstraint(
+            ["user_id", "list_id"],
+            ["lists.user_id", "lists.id"],
+            ondelete="CASCADE",
+            name="fk_tasks_list_id_lists",
+        ),
+        # A list's order, and its counts (an index-only scan of the live tasks' keys): one key
+        # per live task in a list, checked at the end of each statement, so that one statement
+        # can respace several tasks (positions/keys.py). A trashed task has no position.
+        UniqueConstraint(
+            "list_id",
+            "position",
+            postgresql_include=["completed"],
+            deferrable=True,
+            initially="IMMEDIATE",
         ),
         # Serves "one user's tasks, newest first" and its keyset pagination: live tasks only,
         # so the trash never slows a listing down.
@@ -60,8 +80,12 @@ class Task(UUIDPrimaryKey, Timestamps, Base):
         Index("uq_tasks_user_id_change_seq", "user_id", "change_seq", unique=True),
     )
 
-    user_id: Mapped[uuid.UUID] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("users.id", ondelete="CASCADE"), nullable=False
+    user_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
+    # The owner's default list when a create names none (the tasks_record_change trigger).
+    list_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
+    # Ordered by code point within the list (positions/keys.py); NULL in the trash.
+    position: Mapped[str | None] = mapped_column(
+        String(POSITION_MAX_LENGTH, collation="C"), nullable=True
     )
     title: Mapped[str] = mapped_column(String(TITLE_MAX_LENGTH), nullable=False)
     description: Mapped[str | None] = mapped_column(String(DESCRIPTION_MAX_LENGTH), nullable=True)

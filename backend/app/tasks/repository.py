@@ -18,55 +18,57 @@ owner ON DELETE CASCADE) and costs no second round trip.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
 from typing import Any, overload
 
 import asyncpg
 
-from app.auth.repository import UserRepository, user_gone
-from app.changes.models import TASK_CHANGES_CHANNEL
-from app.db.database import Database, Row
-from app.db.errors import DatabaseUnavailableError
-from app.db.statements import Statement
+from app.auth.repository import user_gone
+from app.changes.repository import ChangeRepository, Written
+from app.db.database import Row, Transaction
 from app.http.conditional import Precondition
 from app.idempotency.keys import IdempotentRequest
-from app.idempotency.replay import StoredResponse, run_keyed
+from app.idempotency.replay import StoredResponse
+from app.idempotency.statements import WriteStatements
+from app.lists.errors import ListNotFoundError
+from app.lists.statements import LOCK_LIST_FOR_MOVES
+from app.positions.errors import AnchorIsItselfError
+from app.positions.placement import place
 from app.tasks.errors import TaskExistsError, TaskNotFoundError, TaskVersionConflictError
 from app.tasks.pagination import Cursor
 from app.tasks.statements import (
     CREATE_TASK,
+    CREATE_TASK_IN_LIST,
     EMPTY_TRASH,
     GET_TASK,
     GET_TRASHED,
     LIST_TASKS,
     LIST_TRASH,
+    MOVE_TASK,
     PURGE_TASK,
     RESTORE_TASK,
+    TASK_LIST,
+    TASK_PLACEMENT,
+    TASK_TO_MOVE,
     TOGGLE_TASK,
     TRASH_TASK,
     UPDATABLE,
     UPDATE_TASK,
-    WriteStatements,
 )
 
 Rows = list[Row]  # (inside the class, `list` is the method of that name)
-# A written task: the driver's row, or the written columns of a keyed write's outcome.
-Task = Row | Mapping[str, Any]
+Task = Written
 TASK_PRIMARY_KEY = "pk_tasks"
 
 
-class TaskRepository:
-    def __init__(self, database: Database, owner_id: uuid.UUID) -> None:
-        self._database = database
-        self._owner_id = owner_id
-
-    @property
-    def owner_id(self) -> uuid.UUID:
-        return self._owner_id
-
+class TaskRepository(ChangeRepository):
     @overload
     async def create(
-        self, *, title: str, description: str | None = ..., task_id: uuid.UUID | None = ...
+        self,
+        *,
+        title: str,
+        description: str | None = ...,
+        task_id: uuid.UUID | None = ...,
+        list_id: uuid.UUID | None = ...,
     ) -> Task: ...
     @overload
     async def create(
@@ -75,6 +77,7 @@ class TaskRepository:
         title: str,
         description: str | None = ...,
         task_id: uuid.UUID | None = ...,
+        list_id: uuid.UUID | None = ...,
         idempotency: IdempotentRequest | None,
     ) -> Task | StoredResponse: ...
     async def create(
@@ -83,27 +86,34 @@ class TaskRepository:
         title: str,
         description: str | None = None,
         task_id: uuid.UUID | None = None,
+        list_id: uuid.UUID | None = None,
         idempotency: IdempotentRequest | None = None,
     ) -> Task | StoredResponse:
-        """``task_id``: the client's choice of id (409 task_exists when it is taken)."""
+        """``task_id``: the client's choice of id (409 task_exists when it is taken);
+        ``list_id``: a live list of the owner (404 list_not_found), else the default list."""
+        values: dict[str, Any] = {"task_id": task_id, "title": title, "description": description}
+        if list_id is not None:
+            values["list_id"] = list_id
         try:
             written = await self._write(
-                CREATE_TASK,
+                CREATE_TASK if list_id is None else CREATE_TASK_IN_LIST,
                 None,
                 idempotency,
-                task_id=task_id,
-                title=title,
-                description=description,
+                **values,
             )
         except asyncpg.ForeignKeyViolationError:
-            # The only foreign key is the owner: the account was deleted since the token.
+            # The owner's change lock or default list is gone: the account was deleted since
+            # the token.
             raise user_gone(self._owner_id) from None
         except asyncpg.UniqueViolationError as error:
             if error.constraint_name == TASK_PRIMARY_KEY:
                 # Ids are unique across users; whose task holds it is not told.
                 raise TaskExistsError() from None
             raise
-        assert written is not None  # INSERT ... SELECT without a failing condition: one row
+        if written is None:
+            # Into a list: not a live list of the owner (or the owner is gone: 401).
+            await self._ensure_owner_exists()
+            raise ListNotFoundError()
         return written
 
     async def get(self, task_id: uuid.UUID) -> Row:
@@ -113,20 +123,27 @@ class TaskRepository:
         return await self._found(await self._one(GET_TRASHED, task_id=task_id))
 
     async def list(
-        self, *, limit: int, completed: bool | None = None, after: Cursor | None = None
+        self,
+        *,
+        limit: int,
+        completed: bool | None = None,
+        list_id: uuid.UUID | None = None,
+        after: Cursor | None = None,
     ) -> Rows:
         """Newest first (created_at, then id, descending); ``after`` continues a listing."""
         filters: dict[str, Any] = {"limit": limit}
         if completed is not None:
             filters["completed"] = completed
+        if list_id is not None:
+            filters["list_id"] = list_id
         if after is not None:
             filters["after_created_at"] = after.at
             filters["after_id"] = after.id
-        statement = LIST_TASKS[completed is not None, after is not None]
+        statement = LIST_TASKS[completed is not None, list_id is not None, after is not None]
         rows = await self._all(statement, **filters)
         if not rows:
             # An empty list is an answer only for an account that exists.
-            await UserRepository(self._database).ensure_exists(self._owner_id)
+            await self._ensure_owner_exists()
         return rows
 
     @overload
@@ -207,7 +224,7 @@ class TaskRepository:
             filters["after_id"] = after.id
         rows = await self._all(LIST_TRASH[after is not None], **filters)
         if not rows:
-            await UserRepository(self._database).ensure_exists(self._owner_id)
+            await self._ensure_owner_exists()
         return rows
 
     @overload
@@ -257,41 +274,67 @@ class TaskRepository:
             return written
         if written["purged"] == 0:
             # Nothing purged: an empty trash is an answer only for an account that exists.
-            await UserRepository(self._database).ensure_exists(self._owner_id)
+            await self._ensure_owner_exists()
         return None
 
-    async def _write(
+    async def move(
         self,
-        statements: WriteStatements,
-        precondition: Precondition | None,
-        idempotency: IdempotentRequest | None,
-        **values: Any,
-    ) -> Task | StoredResponse | None:
-        conditional = precondition is not None and precondition.versions is not None
-        if conditional:
-            assert precondition is not None
-            assert precondition.versions is not None
-            values["versions"] = precondition.versions
-        statement = statements.pick(conditional=conditional, keyed=idempotency is not None)
-        written: Task | StoredResponse | None
-        try:
-            if idempotency is None:
-                written = await self._one(statement, **values)
-            else:
-                written = await run_keyed(self._one, statement, idempotency, **values)
-        except DatabaseUnavailableError:
-            # The connection was lost after the statement was sent: it may have committed.
-            self._announce_change()
-            raise
-        if written is not None:
-            # A replay too: its write's own announcement may be what a lost connection cut off.
-            self._announce_change()
-        return written
+        task_id: uuid.UUID,
+        *,
+        list_id: uuid.UUID | None = None,
+        before_id: uuid.UUID | None = None,
+        after_id: uuid.UUID | None = None,
+        precondition: Precondition | None = None,
+        idempotency: IdempotentRequest | None = None,
+    ) -> Task | StoredResponse:
+        """Put the task into ``list_id`` (default: its own), directly before ``before_id`` or
+        after ``after_id``, or last. One transaction that locks, in this order, the target list
+        (moves into it wait for each other; its deletion waits for them), the task, and last
+        (with the first write) the owner's change lock, as every write does."""
+        if task_id in (before_id, after_id):
+            raise AnchorIsItselfError()
 
-    def _announce_change(self) -> None:
-        """The owner's event streams, in every process, read their feed (a wake that finds
-        nothing costs one read)."""
-        self._database.notifications.send(TASK_CHANGES_CHANNEL, str(self._owner_id))
+        async def work(tx: Transaction) -> Task:
+            target = list_id
+            if target is None:
+                target = await tx.fetch_value(TASK_LIST, owner_id=self._owner_id, task_id=task_id)
+                if target is None:
+                    raise await self._missing()
+            if (
+                await tx.fetch_one(LOCK_LIST_FOR_MOVES, owner_id=self._owner_id, list_id=target)
+                is None
+            ):
+                if list_id is None:
+                    raise await self._missing()  # its list was deleted, and it with it
+                await self._ensure_owner_exists()
+                raise ListNotFoundError()
+            task = await tx.fetch_one(TASK_TO_MOVE, owner_id=self._owner_id, task_id=task_id)
+            if task is None:
+                raise await self._missing()
+            if precondition is not None and not precondition.matches(task["version"]):
+                current = await tx.fetch_one(GET_TASK, owner_id=self._owner_id, task_id=task_id)
+                assert current is not None  # locked above
+                raise TaskVersionConflictError.about(current)
+            position = await place(
+                tx,
+                TASK_PLACEMENT,
+                owner_id=self._owner_id,
+                scope=target,
+                item_id=task_id,
+                before_id=before_id,
+                after_id=after_id,
+            )
+            moved = await self._last(
+                tx, MOVE_TASK, idempotency, task_id=task_id, list_id=target, position=position
+            )
+            assert moved is not None  # the task is locked, live and the owner's
+            return moved
+
+        return await self._write_in_transaction(idempotency, work)
+
+    async def _missing(self) -> TaskNotFoundError:
+        await self._ensure_owner_exists()
+        return TaskNotFoundError()
 
     async def _write_found(
         self,
@@ -317,17 +360,8 @@ class TaskRepository:
             raise TaskVersionConflictError.about(task)
         return written
 
-    async def _one(self, statement: Statement, **values: Any) -> Row | None:
-        """Run one statement for this owner; its first row, if any."""
-        return await self._database.fetch_one(statement, owner_id=self._owner_id, **values)
-
-    async def _all(self, statement: Statement, **values: Any) -> Rows:
-        """Run one statement for this owner; all its rows."""
-        return await self._database.fetch_all(statement, owner_id=self._owner_id, **values)
-
     async def _found(self, row: Row | None) -> Row:
         if row is None:
             # Missing and not-yours are one answer; a deleted owner's is 401 (see the top).
-            await UserRepository(self._database).ensure_exists(self._owner_id)
-            raise TaskNotFoundError()
+            raise await self._missing()
         return row

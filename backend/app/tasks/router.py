@@ -33,6 +33,7 @@ from app.tasks.responses import (
 from app.tasks.schemas import (
     TaskCreate,
     TaskList,
+    TaskMove,
     TaskPatch,
     TaskRead,
     TaskUpdate,
@@ -76,11 +77,14 @@ async def list_tasks(
     completed: Annotated[
         bool | SkipJsonSchema[None], Query(description="Only completed or open tasks")
     ] = None,
+    list_id: Annotated[
+        uuid.UUID | SkipJsonSchema[None], Query(description="Only the tasks of this list")
+    ] = None,
     limit: PageLimit = DEFAULT_PAGE_SIZE,
     cursor: PageCursor = None,
 ) -> Response:
     after = Cursor.decode(cursor) if cursor is not None else None
-    rows = await tasks.list(limit=limit + 1, completed=completed, after=after)
+    rows = await tasks.list(limit=limit + 1, completed=completed, list_id=list_id, after=after)
     page, headers = next_page(request, rows, limit, "created_at")
     content = tasks_json(page)
     headers["ETag"] = page_etag(content, headers.get("Link"))
@@ -145,11 +149,13 @@ async def toggle_task(
             }
         },
         **error_responses(
+            404,
             409,
             413,
             descriptions={
+                404: "list_not_found: list_id is not one of your lists",
                 409: "task_exists: the chosen id is taken; idempotency_key_in_use: a request "
-                "with this Idempotency-Key is still running (retry after Retry-After seconds)"
+                "with this Idempotency-Key is still running (retry after Retry-After seconds)",
             },
         ),
     },
@@ -167,6 +173,7 @@ async def create_task(
         title=body.title,
         description=body.description,
         task_id=body.id,
+        list_id=body.list_id,
         idempotency=write.idempotency,
     )
     if isinstance(task, StoredResponse):
@@ -250,3 +257,50 @@ async def delete_task(
         return replay(stored, request, tasks.owner_id)
     logger.info("task_deleted", user_id=str(tasks.owner_id), task_id=str(task_id))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/{task_id}/move",
+    response_model=TaskRead,
+    responses={
+        **CHANGE,
+        **error_responses(
+            404,
+            409,
+            413,
+            descriptions={
+                404: "task_not_found, or list_not_found: list_id is not one of your lists",
+                409: "anchor_not_found: before_id or after_id is not a live task of the target "
+                "list; idempotency_key_in_use: a request with this key is still running",
+            },
+        ),
+    },
+    openapi_extra=CHANGE_HEADERS,
+)
+async def move_task(
+    task_id: uuid.UUID,
+    body: TaskMove,
+    request: Request,
+    tasks: TaskRepoDep,
+) -> Response:
+    """Put the task into ``list_id`` (default: its own list; the id stays the same), directly
+    before ``before_id`` or after ``after_id``, or (neither) last. Answers the task with its
+    new ``position``."""
+    write = await safe_write(request, task_id=str(task_id))
+    task = await tasks.move(
+        task_id,
+        list_id=body.list_id,
+        before_id=body.before_id,
+        after_id=body.after_id,
+        precondition=write.precondition,
+        idempotency=write.idempotency,
+    )
+    if isinstance(task, StoredResponse):
+        return replay(task, request, tasks.owner_id)
+    logger.info(
+        "task_moved",
+        user_id=str(tasks.owner_id),
+        task_id=str(task_id),
+        list_id=str(task["list_id"]),
+    )
+    return task_response(task)

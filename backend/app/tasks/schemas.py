@@ -7,7 +7,7 @@ from typing import Annotated, Any, get_args
 
 import asyncpg
 import orjson
-from pydantic import BaseModel, Field, RootModel, StringConstraints
+from pydantic import BaseModel, Field, RootModel, StringConstraints, model_validator
 
 from app.http.schemas import MULTI_LINE, NOT_NULLABLE, SINGLE_LINE, RequestBody
 from app.tasks.models import DESCRIPTION_MAX_LENGTH, TITLE_MAX_LENGTH
@@ -32,6 +32,9 @@ class TaskCreate(RequestBody):
     )
     title: Title
     description: Description | None = None
+    list_id: Annotated[uuid.UUID | None, Field(strict=False), NOT_NULLABLE] = Field(
+        default=None, description="Optional: the list to add the task to (default: the Inbox)"
+    )
 
 
 class TaskUpdate(RequestBody):
@@ -63,10 +66,33 @@ class TaskRead(BaseModel):
     version: int = Field(
         ge=1, description="1 on create, +1 on every change; the ETag is this number, quoted"
     )
+    list_id: uuid.UUID = Field(description="The list the task is in")
+    position: str = Field(
+        description="The task's place in its list: sort by this string, compared by code point"
+    )
+
+
+class TaskMove(RequestBody):
+    """Where to put the task: in ``list_id`` (default: its own list), directly before
+    ``before_id`` or after ``after_id`` (tasks of that list), or, with neither, at the end."""
+
+    list_id: Annotated[uuid.UUID | None, Field(strict=False), NOT_NULLABLE] = None
+    before_id: Annotated[uuid.UUID | None, Field(strict=False), NOT_NULLABLE] = None
+    after_id: Annotated[uuid.UUID | None, Field(strict=False), NOT_NULLABLE] = None
+
+    @model_validator(mode="after")
+    def _one_anchor(self) -> TaskMove:
+        if self.before_id is not None and self.after_id is not None:
+            raise ValueError("give before_id or after_id, not both")
+        return self
 
 
 class TrashedTask(TaskRead):
     deleted_at: datetime = Field(description="When the task went to the trash")
+    # pydantic allows a subclass to narrow a field; mypy sees a change of type.
+    position: None = Field(  # type: ignore[assignment]
+        description="A trashed task has no place; restored, it goes last"
+    )
 
 
 class TrashList(RootModel[list[TrashedTask]]):

@@ -7,36 +7,35 @@ all compiled at import, so a request only looks its statement up.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from itertools import combinations
 from typing import cast
 
 from sqlalchemy import (
     Column,
     ColumnElement,
-    Integer,
     Table,
     and_,
-    any_,
     bindparam,
     case,
     delete,
     func,
     insert,
+    literal_column,
     null,
     select,
     tuple_,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 
 from app.db.statements import Statement, compile_statement
-from app.idempotency.statements import Write, keyed_write
+from app.idempotency.statements import Guard, Write, WriteBuilder, WriteStatements
+from app.lists.models import List
+from app.positions.placement import PlacementStatements
 from app.tasks.models import Task
 from app.tasks.schemas import TaskRead, TrashedTask
 
 tasks = cast(Table, Task.__table__)
+lists = cast(Table, List.__table__)
 # The columns of a task as the API returns it, in TaskRead's order: the one list of them.
 TASK_COLUMNS = tuple(tasks.c[name] for name in TaskRead.model_fields)
 TRASHED_COLUMNS = tuple(tasks.c[name] for name in TrashedTask.model_fields)
@@ -48,18 +47,19 @@ _OWNED = and_(_OWNER, tasks.c.deleted_at.is_(None))
 _THIS_TASK = (_OWNED, tasks.c.id == bindparam("task_id"))
 _TRASHED = and_(_OWNER, tasks.c.deleted_at.is_not(None))
 _THIS_TRASHED = (_TRASHED, tasks.c.id == bindparam("task_id"))
-# If-Match: the task's version must be one of those named (bound as an int[]).
-_VERSION_MATCHES = tasks.c.version == any_(bindparam("versions", type_=ARRAY(Integer)))
-
-Guard = ColumnElement[bool]
-WriteBuilder = Callable[..., Write]  # (*guards: Guard) -> the write, conditional on them
+_OWNERS_LIST = and_(
+    lists.c.user_id == bindparam("owner_id"),
+    lists.c.id == bindparam("list_id"),
+    lists.c.deleted_at.is_(None),
+)
 
 GET_TASK = compile_statement(select(*TASK_COLUMNS).where(*_THIS_TASK))
 
 
 def _create(*guards: Guard) -> Write:
     # INSERT ... SELECT, so that a keyed create can make it conditional on its claim; the id is
-    # the client's when it chose one.
+    # the client's when it chose one. Without a list the task goes to the owner's default list
+    # (the tasks_record_change trigger).
     return (
         insert(tasks)
         .from_select(
@@ -70,6 +70,27 @@ def _create(*guards: Guard) -> Write:
                 bindparam("title", type_=tasks.c.title.type),
                 bindparam("description", type_=tasks.c.description.type),
             ).where(*guards),
+        )
+        .returning(*TASK_COLUMNS)
+    )
+
+
+def _create_in_list(*guards: Guard) -> Write:
+    # Only into a live list of the owner, which the SELECT locks (a key share) so that its
+    # deletion waits for this task and then trashes it too, or this create finds it deleted.
+    return (
+        insert(tasks)
+        .from_select(
+            ["id", "user_id", "title", "description", "list_id"],
+            select(
+                func.coalesce(bindparam("task_id", type_=tasks.c.id.type), func.gen_random_uuid()),
+                lists.c.user_id,
+                bindparam("title", type_=tasks.c.title.type),
+                bindparam("description", type_=tasks.c.description.type),
+                lists.c.id,
+            )
+            .where(_OWNERS_LIST, *guards)
+            .with_for_update(read=True, key_share=True),
         )
         .returning(*TASK_COLUMNS)
     )
@@ -99,10 +120,24 @@ def _trash(*guards: Guard) -> Write:
 
 
 def _restore(*guards: Guard) -> Write:
+    # Back to the end of its list, or of the owner's default list when its list was deleted;
+    # the list is locked (a key share) so that its deletion cannot pass this restore unseen.
+    home = (
+        select(lists.c.id)
+        .where(
+            lists.c.user_id == tasks.c.user_id,
+            lists.c.deleted_at.is_(None),
+            (lists.c.id == tasks.c.list_id) | lists.c.is_default,
+        )
+        .order_by(lists.c.is_default)
+        .limit(literal_column("1"))
+        .with_for_update(read=True, key_share=True)
+        .scalar_subquery()
+    )
     return (
         update(tasks)
         .where(*_THIS_TRASHED, *guards)
-        .values(deleted_at=null())
+        .values(deleted_at=null(), list_id=home)
         .returning(*TASK_COLUMNS)
     )
 
@@ -134,54 +169,37 @@ def _update(columns: frozenset[str]) -> WriteBuilder:
     return build
 
 
-@dataclass(frozen=True, slots=True)
-class WriteStatements:
-    """One write, compiled with and without an If-Match condition and an Idempotency-Key."""
+_VERSION = tasks.c.version
+CREATE_TASK = WriteStatements.of(_create, status=201, version=None)
+CREATE_TASK_IN_LIST = WriteStatements.of(_create_in_list, status=201, version=None)
+TOGGLE_TASK = WriteStatements.of(_toggle, status=200, version=_VERSION)
+TRASH_TASK = WriteStatements.of(_trash, status=204, version=_VERSION, stores_body=False)
+RESTORE_TASK = WriteStatements.of(_restore, status=200, version=_VERSION)
+PURGE_TASK = WriteStatements.of(_purge, status=204, version=_VERSION, stores_body=False)
+EMPTY_TRASH = WriteStatements.of(_empty_trash, status=204, version=None, stores_body=False)
 
-    plain: Statement
-    keyed: Statement  # with its key (idempotency/statements.py)
-    # ... AND version = ANY(:versions); a create has no version to match.
-    conditional: Statement | None
-    keyed_conditional: Statement | None
 
-    @classmethod
-    def of(
-        cls,
-        build: WriteBuilder,
-        *,
-        status: int,
-        stores_body: bool = True,
-        conditional: bool = True,
-    ) -> WriteStatements:
-        def keyed(*guards: Guard) -> Statement:
-            return keyed_write(
-                lambda claimed: build(claimed, *guards), status=status, stores_body=stores_body
-            )
-
-        return cls(
-            plain=compile_statement(build()),
-            keyed=keyed(),
-            conditional=compile_statement(build(_VERSION_MATCHES)) if conditional else None,
-            keyed_conditional=keyed(_VERSION_MATCHES) if conditional else None,
+def _move(*guards: Guard) -> Write:
+    # The move's checks ran under its locks (TaskRepository.move); a null position appends the
+    # task to the list (the tasks_record_change trigger).
+    return (
+        update(tasks)
+        .where(*_THIS_TASK, *guards)
+        .values(
+            list_id=bindparam("list_id", type_=tasks.c.list_id.type),
+            position=bindparam("position", type_=tasks.c.position.type),
         )
-
-    def pick(self, *, conditional: bool, keyed: bool) -> Statement:
-        statement = (
-            (self.keyed_conditional if conditional else self.keyed)
-            if keyed
-            else (self.conditional if conditional else self.plain)
-        )
-        if statement is None:
-            raise TypeError("this write takes no If-Match")
-        return statement
+        .returning(*TASK_COLUMNS)
+    )
 
 
-CREATE_TASK = WriteStatements.of(_create, status=201, conditional=False)
-TOGGLE_TASK = WriteStatements.of(_toggle, status=200)
-TRASH_TASK = WriteStatements.of(_trash, status=204, stores_body=False)
-RESTORE_TASK = WriteStatements.of(_restore, status=200)
-PURGE_TASK = WriteStatements.of(_purge, status=204, stores_body=False)
-EMPTY_TRASH = WriteStatements.of(_empty_trash, status=204, stores_body=False, conditional=False)
+MOVE_TASK = WriteStatements.of(_move, status=200, version=None)
+# The task about to move: its list and version, locked against other writes until the move ends.
+TASK_TO_MOVE = compile_statement(
+    select(tasks.c.list_id, tasks.c.version).where(*_THIS_TASK).with_for_update(key_share=True)
+)
+TASK_LIST = compile_statement(select(tasks.c.list_id).where(*_THIS_TASK))
+TASK_PLACEMENT = PlacementStatements.of(tasks, tasks.c.list_id)
 
 
 def _unchanged(*guards: Guard) -> Write:
@@ -192,7 +210,7 @@ def _unchanged(*guards: Guard) -> Write:
 # Keyed by the set of columns the update sets; the empty set reads the task.
 UPDATE_TASK = {
     frozenset(columns): WriteStatements.of(
-        _update(frozenset(columns)) if columns else _unchanged, status=200
+        _update(frozenset(columns)) if columns else _unchanged, status=200, version=_VERSION
     )
     for size in range(len(UPDATABLE) + 1)
     for columns in combinations(UPDATABLE, size)
@@ -225,15 +243,20 @@ def _newest_first(
     )
 
 
-# Keyed by (filters on completed, continues after a cursor).
+# Keyed by (filters on completed, filters on a list, continues after a cursor).
 LIST_TASKS = {
-    (by_completed, after_cursor): _newest_first(
+    (by_completed, by_list, after_cursor): _newest_first(
         TASK_COLUMNS,
         tasks.c.created_at,
-        [_OWNED, tasks.c.completed == bindparam("completed")] if by_completed else [_OWNED],
+        [
+            _OWNED,
+            *([tasks.c.completed == bindparam("completed")] if by_completed else []),
+            *([tasks.c.list_id == bindparam("list_id")] if by_list else []),
+        ],
         after_cursor=after_cursor,
     )
     for by_completed in (False, True)
+    for by_list in (False, True)
     for after_cursor in (False, True)
 }
 # The trash, most recently deleted first; keyed by whether the listing continues after a cursor.

@@ -330,3 +330,72 @@ async def test_0005_numbers_the_tasks_before_it_and_its_downgrade_forgets_the_tr
         "version"
     ] + 1
     assert await _version(empty_engine) == ["0004"]
+
+
+async def test_0006_puts_every_task_in_its_owners_inbox_in_creation_order_and_back(
+    empty_engine: AsyncEngine,
+) -> None:
+    await upgrade(empty_engine, "0005")
+    async with empty_engine.begin() as connection:
+        ada, bob = [
+            await connection.scalar(
+                text("INSERT INTO users (email, password_hash) VALUES (:e, 'x') RETURNING id"),
+                {"e": email},
+            )
+            for email in ("ada@example.com", "bob@example.com")
+        ]
+        await connection.execute(
+            text(
+                "INSERT INTO tasks (user_id, title, created_at) VALUES "
+                "(:ada, 'a1', now() - interval '1 hour'), (:ada, 'a2', now() - interval '3 hours'),"
+                "(:ada, 'a3', now() - interval '2 hours'), (:bob, 'b1', now())"
+            ),
+            {"ada": ada, "bob": bob},
+        )
+        await connection.execute(text("UPDATE tasks SET deleted_at = now() WHERE title = 'a3'"))
+    before = await _tasks_by_title(empty_engine)
+
+    await upgrade(empty_engine)
+
+    after = await _tasks_by_title(empty_engine)
+    async with empty_engine.connect() as connection:
+        inboxes = dict(
+            (
+                await connection.execute(
+                    text("SELECT user_id, id FROM lists WHERE is_default AND name = 'Inbox'")
+                )
+            ).all()
+        )
+    assert set(inboxes) == {ada, bob}
+    for title, row in before.items():
+        # The backfill changed nothing else: no version, number or time moved.
+        assert {k: after[title][k] for k in row} == row
+        assert after[title]["list_id"] == inboxes[row["user_id"]]
+    # Live tasks in the order they were created; the trashed one has no place.
+    assert after["a2"]["position"] < after["a1"]["position"]
+    assert after["a3"]["position"] is None
+    async with empty_engine.begin() as connection:
+        # A new task goes last in the Inbox; a new account has its own Inbox.
+        await connection.execute(
+            text("INSERT INTO tasks (user_id, title) VALUES (:ada, 'a4')"), {"ada": ada}
+        )
+        await connection.execute(
+            text("INSERT INTO users (email, password_hash) VALUES ('cy@example.com', 'x')")
+        )
+        assert await connection.scalar(text("SELECT count(*) FROM lists")) == 3
+    after = await _tasks_by_title(empty_engine)
+    assert after["a4"]["position"] > after["a1"]["position"]
+    assert after["a4"]["list_id"] == inboxes[ada]
+
+    await downgrade(empty_engine, "0005")
+
+    remaining = await _tasks_by_title(empty_engine)
+    assert set(remaining) == {"a1", "a2", "a3", "a4", "b1"}
+    assert "list_id" not in remaining["a1"]
+    assert remaining["a3"]["deleted_at"] is not None
+    async with empty_engine.begin() as connection:
+        # 0005's change trigger is back: a change takes a number, without lists.
+        await connection.execute(text("UPDATE tasks SET title = 'a1 again' WHERE title = 'a1'"))
+        assert await connection.scalar(text("SELECT to_regclass('lists')")) is None
+    assert (await _tasks_by_title(empty_engine))["a1 again"]["version"] == 2
+    assert await _version(empty_engine) == ["0005"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import UTC, datetime
 
@@ -18,6 +19,9 @@ from app.db.database import Database
 from app.db.engine import local_timeouts_sql
 from app.db.statements import Statement, compile_statement
 from app.idempotency.purge import KEY_RETENTION
+from app.idempotency.statements import WriteStatements
+from app.lists import statements as list_statements
+from app.positions.placement import PlacementStatements
 from app.tasks import statements as task_statements
 from app.tasks.trash_purge import TRASH_RETENTION
 
@@ -124,29 +128,32 @@ def test_the_pgbouncer_timeouts_are_one_constant_statement() -> None:
     assert "set_config('idle_in_transaction_session_timeout', '60000', true)" in sql
 
 
-def _variants(writes: task_statements.WriteStatements) -> list[Statement]:
+def _variants(writes: WriteStatements) -> list[Statement]:
     """Every compiled variant of one write (with and without If-Match and a key)."""
     variants = [writes.plain, writes.keyed, writes.conditional, writes.keyed_conditional]
     return [statement for statement in variants if statement is not None]
 
 
+def _compiled(value: object) -> list[Statement]:
+    if isinstance(value, Statement):
+        return [value]
+    if isinstance(value, WriteStatements):
+        return _variants(value)
+    if isinstance(value, PlacementStatements):
+        return [getattr(value, field.name) for field in dataclasses.fields(value)]
+    if isinstance(value, dict):
+        return [statement for item in value.values() for statement in _compiled(item)]
+    return []
+
+
 def _task_statements() -> list[Statement]:
+    """Every statement the task and list modules compile, found by walking them, so a new one
+    cannot be left out."""
     return [
-        task_statements.GET_TASK,
-        *_variants(task_statements.CREATE_TASK),
-        *_variants(task_statements.TOGGLE_TASK),
-        *_variants(task_statements.TRASH_TASK),
-        *_variants(task_statements.RESTORE_TASK),
-        *_variants(task_statements.PURGE_TASK),
-        *_variants(task_statements.EMPTY_TRASH),
-        *task_statements.LIST_TASKS.values(),
-        *task_statements.LIST_TRASH.values(),
-        task_statements.GET_TRASHED,
-        *(
-            statement
-            for writes in task_statements.UPDATE_TASK.values()
-            for statement in _variants(writes)
-        ),
+        statement
+        for module in (task_statements, list_statements)
+        for value in vars(module).values()
+        for statement in _compiled(value)
     ]
 
 
@@ -155,10 +162,15 @@ def test_every_task_statement_is_scoped_to_an_owner() -> None:
     would be refused: each must filter on (or write) the owner."""
     for statement in _task_statements():
         assert "owner_id" in statement.parameters, statement.sql
-        assert (
-            "tasks.user_id = $" in statement.sql
-            or "INSERT INTO tasks (id, user_id" in statement.sql
-        )
+        assert any(
+            scope in statement.sql
+            for scope in (
+                "tasks.user_id = $",
+                "lists.user_id = $",
+                "INSERT INTO tasks (id, user_id",
+                "INSERT INTO lists (id, user_id",
+            )
+        ), statement.sql
         if "idempotency_keys" in statement.sql:
             # The key is looked up and stored for the same owner as the write.
             assert "idempotency_keys.user_id = $1" in statement.sql, statement.sql
@@ -209,11 +221,12 @@ async def test_every_compiled_statement_is_accepted_by_postgresql(database: Data
 async def test_the_task_list_statement_runs_with_every_filter(
     database: Database, clean_database: None
 ) -> None:
-    statement = task_statements.LIST_TASKS[True, True]
+    statement = task_statements.LIST_TASKS[True, True, True]
     rows = await database.fetch_all(
         statement,
         owner_id=uuid.uuid4(),
         completed=False,
+        list_id=uuid.uuid4(),
         after_created_at=datetime.now(UTC),
         after_id=uuid.uuid4(),
         limit=5,

@@ -59,10 +59,14 @@ async def clients(
 
 @asynccontextmanager
 async def events(
-    http: httpx.AsyncClient, account: Account, last_event_id: str | None = None
+    http: httpx.AsyncClient,
+    account: Account,
+    last_event_id: str | None = None,
+    include: str | None = None,
 ) -> AsyncIterator[EventReader]:
     headers = account.headers | ({"Last-Event-ID": last_event_id} if last_event_id else {})
-    async with aconnect_sse(http, "GET", f"/api/{account.id}/events", headers=headers) as source:
+    url = f"/api/{account.id}/events" + (f"?include={include}" if include else "")
+    async with aconnect_sse(http, "GET", url, headers=headers) as source:
         assert source.response.status_code == 200, await source.response.aread()
         reader = EventReader(source)
         try:
@@ -166,6 +170,48 @@ async def test_a_write_through_one_process_reaches_a_stream_on_the_other_within_
             latencies.append(time.monotonic() - started)
             assert as_change(event) == {"op": "upsert", "task": task}
         assert max(latencies) < DELIVERY_SECONDS, latencies
+
+
+async def test_lists_are_events_only_on_a_stream_that_asked_for_them(
+    clients: tuple[httpx.AsyncClient, httpx.AsyncClient],
+) -> None:
+    a, b = clients
+    account = await sign_up_via(a)
+    lists_url = f"/api/{account.id}/lists"
+    async with (
+        events(b, account, include="lists") as with_lists,
+        events(b, account) as tasks_only,
+    ):
+        created = await a.post(lists_url, json={"name": "Errands"}, headers=account.headers)
+        assert created.status_code == 201, created.text
+        errands = created.json()
+        event = await with_lists.next(DELIVERY_SECONDS * 3)
+        assert event.event == "list.upsert"
+        assert json.loads(event.data) == {"op": "list_upsert", "list": errands}
+        response = await a.post(
+            account.tasks_url,
+            json={"title": "in errands", "list_id": errands["id"]},
+            headers=account.headers,
+        )
+        task = response.json()
+        assert as_change(await tasks_only.next(3)) == {"op": "upsert", "task": task}
+        assert json.loads((await with_lists.next(3)).data)["task"]["list_id"] == errands["id"]
+
+        deleted = await a.delete(f"{lists_url}/{errands['id']}", headers=account.headers)
+        assert deleted.status_code == 204
+        trashed, gone = await with_lists.take(2, 3)
+        assert (trashed.event, json.loads(trashed.data)) == (
+            "task.delete",
+            {"op": "delete", "task_id": task["id"]},
+        )
+        assert (gone.event, json.loads(gone.data)) == (
+            "list.delete",
+            {"op": "list_delete", "list_id": errands["id"]},
+        )
+        assert as_change(await tasks_only.next(3)) == {"op": "delete", "task_id": task["id"]}
+        assert await tasks_only.nothing_within(0.5)
+        # One numbering: the list's event id resumes a stream like any other.
+        assert int(gone.id) > int(trashed.id)
 
 
 async def test_every_kind_of_write_is_an_event_carrying_what_the_feed_says(

@@ -134,9 +134,12 @@ async def test_restore_puts_the_task_back_as_it_was_with_a_new_version(
     body = response.json()
     assert body["version"] == 3
     assert response.headers["ETag"] == etag(3)
-    assert {k: v for k, v in body.items() if k not in ("version", "updated_at")} == {
-        k: v for k, v in created.items() if k not in ("version", "updated_at")
+    moved = ("version", "updated_at", "position")
+    assert {k: v for k, v in body.items() if k not in moved} == {
+        k: v for k, v in created.items() if k not in moved
     }
+    # Back at the end of its list (its old place may have been taken meanwhile).
+    assert body["position"] > created["position"]
     assert_body_matches_row(body, await task_row(engine, created["id"]))
     assert not await is_trashed(engine, created["id"])
     listed = await client.get(account.tasks_url, headers=account.headers)
