@@ -332,11 +332,13 @@ def main(argv: list[str] | None = None) -> int:
             "BENCH_READERS": str(db.readers_file),
             "BENCH_WRITERS": str(db.writers_file),
             "BENCH_LOG": str(out / "inprocess.log"),
-            "PYTHONPATH": str(REPO_ROOT),
+            # The reference runs the statements of the app under test (a copy given with
+            # --app-path shadows the installed one), against the schema that app migrated.
+            "PYTHONPATH": os.pathsep.join(
+                [*([str(args.app_path)] if args.app_path is not None else []), str(REPO_ROOT)]
+            ),
         }
         service_env = {**env, **dict(pair.split("=", 1) for pair in args.env)}
-        if args.app_path is not None:
-            service_env["PYTHONPATH"] = os.pathsep.join([str(args.app_path), str(REPO_ROOT)])
         log("measuring the service, the reference" + ("" if args.no_ladder else " and the ladder"))
         service = _spawn("service", workloads, args.requests, service_env)
         ref = _spawn("reference", workloads, args.requests, env)

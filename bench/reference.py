@@ -32,7 +32,7 @@ from app.db.url import parse_database_url
 from app.settings import Settings
 from app.tasks.statements import CREATE_TASK, GET_TASK, LIST_TASKS, TASK_COLUMNS, TOGGLE_TASK
 
-LIST_SQL = LIST_TASKS[False, False]
+LIST_SQL = LIST_TASKS[False, False, False]
 PAGE_SIZE = 100
 TASK_FIELDS = tuple(column.name for column in TASK_COLUMNS)
 

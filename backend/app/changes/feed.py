@@ -144,8 +144,9 @@ def _in_number_order(tasks: Sequence[Change], lists: Sequence[Change]) -> list[C
 
 def _latest_per_task(rows: list[Change]) -> list[Change]:
     """A task id twice in one page (purged, then created again with the same client-chosen id):
-    its latest change only, so each task appears once."""
+    its latest change only, so each task appears once. A list may share a task's id (each
+    kind's ids are its own), so they are told apart by kind."""
     if len({row["id"] for row in rows}) == len(rows):
         return rows
-    latest = {row["id"]: row for row in rows}
-    return [row for row in rows if latest[row["id"]] is row]
+    latest = {(isinstance(row, ListChange), row["id"]): row for row in rows}
+    return [row for row in rows if latest[isinstance(row, ListChange), row["id"]] is row]

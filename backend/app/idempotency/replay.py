@@ -13,6 +13,7 @@ from app.db.statements import Statement
 from app.idempotency.errors import IdempotencyKeyInUseError, IdempotencyKeyReusedError
 from app.idempotency.keys import IdempotentRequest
 from app.idempotency.statements import (
+    CLAIM_KEY,
     CLAIMED,
     STORED_ANSWER,
     STORED_BODY,
@@ -113,24 +114,32 @@ async def run_keyed_transaction(
     request: IdempotentRequest,
     work: Callable[[Transaction], Awaitable[T]],
 ) -> T | StoredResponse:
-    """``work`` (which ends with `keyed_last`) in one transaction, unless the key already has
-    an answer: then that answer, and ``work`` never runs (or is rolled back)."""
-    for attempt in range(1, _ATTEMPTS + 1):
+    """``work`` (which ends with `keyed_last`) in one transaction that holds the key's lock
+    from its first statement on: a request with the same key meanwhile is refused (409, retry
+    later) instead of running, and one after the commit replays the stored answer. A key
+    answered by a request that committed just before the lock was taken rolls ``work`` back
+    and replays that answer."""
+    try:
+        async with database.transaction() as tx:
+            claim = await tx.fetch_one(CLAIM_KEY, owner_id=owner_id, idempotency_key=request.key)
+            assert claim is not None  # an outer join from one row: one row
+            if claim[STORED_STATUS] is not None:
+                raise KeyAnsweredError(_stored(claim, request))
+            if not claim[CLAIMED]:
+                raise IdempotencyKeyInUseError()
+            return await work(tx)
+    except KeyAnsweredError as answered:
+        return answered.stored
+    except asyncpg.UniqueViolationError as error:
+        # The key's first request committed after this transaction's claim read the keys.
+        if error.constraint_name != KEY_CONSTRAINT:
+            raise
         stored = await database.fetch_one(
             STORED_ANSWER, owner_id=owner_id, idempotency_key=request.key
         )
-        if stored is not None:
-            return _stored(stored, request)
-        try:
-            async with database.transaction() as tx:
-                return await work(tx)
-        except KeyAnsweredError as answered:
-            return answered.stored
-        except asyncpg.UniqueViolationError as error:
-            if error.constraint_name == KEY_CONSTRAINT and attempt < _ATTEMPTS:
-                continue
+        if stored is None:
             raise
-    raise AssertionError("unreachable: the last attempt returns or raises")
+        return _stored(stored, request)
 
 
 def _stored(row: Row, request: IdempotentRequest) -> StoredResponse:

@@ -27,6 +27,7 @@ from sqlalchemy import (
     Integer,
     Table,
     Text,
+    and_,
     any_,
     bindparam,
     exists,
@@ -60,6 +61,9 @@ WRITTEN_FIRST_COLUMN = 4
 _OWNER = bindparam("owner_id", type_=UUID(as_uuid=True))
 _KEY = bindparam("idempotency_key", type_=idempotency_keys.c.key.type)
 _FINGERPRINT = bindparam("fingerprint", type_=idempotency_keys.c.fingerprint.type)
+# The key's transaction-scoped advisory lock. The owner's id is 36 characters as text, so owner
+# and key concatenate unambiguously.
+_LOCK_ID = func.hashtextextended(func.concat(_OWNER.cast(Text), _KEY), literal_column("0"))
 
 
 def keyed_write(
@@ -73,10 +77,8 @@ def keyed_write(
         .where(idempotency_keys.c.user_id == _OWNER, idempotency_keys.c.key == _KEY)
         .cte("existing")
     )
-    # The owner's id is 36 characters as text, so owner and key concatenate unambiguously.
-    lock_id = func.hashtextextended(func.concat(_OWNER.cast(Text), _KEY), literal_column("0"))
     claim = (
-        select(func.pg_try_advisory_xact_lock(lock_id).label("claimed"))
+        select(func.pg_try_advisory_xact_lock(_LOCK_ID).label("claimed"))
         .where(~exists(existing.select()))
         .cte("claim")
     )
@@ -108,6 +110,26 @@ def keyed_write(
     )
     return compile_statement(outcome)
 
+
+# The first statement of a write of several statements with a key (replay.py
+# run_keyed_transaction): the key's lock, held to the end of the transaction (a second request
+# with the key meanwhile is told the key is in use), and the key's stored answer, if any. The
+# write's last statement (keyed_write) then takes the same lock again, at no cost.
+CLAIM_KEY = compile_statement(
+    select(
+        func.pg_try_advisory_xact_lock(_LOCK_ID).label(CLAIMED),
+        idempotency_keys.c.fingerprint.label(STORED_FINGERPRINT),
+        idempotency_keys.c.status.label(STORED_STATUS),
+        idempotency_keys.c.body.label(STORED_BODY),
+    ).select_from(
+        select(literal_column("1").label("one"))
+        .subquery("one")
+        .outerjoin(
+            idempotency_keys,
+            and_(idempotency_keys.c.user_id == _OWNER, idempotency_keys.c.key == _KEY),
+        )
+    )
+)
 
 # The key's stored answer alone: read again when a keyed write claimed the key but wrote
 # nothing, in case the key's first request committed between that statement's snapshot and its

@@ -25,10 +25,9 @@ from app.lists.statements import (
     DELETE_LIST,
     GET_LIST,
     LIST_PLACEMENT,
-    LIST_TO_MOVE,
+    LOCK_ALL_LISTS,
     LOCK_LIST_FOR_DELETE,
     LOCK_LIST_TASKS,
-    LOCK_LISTS_ORDER,
     MOVE_LIST,
     READ_LIST,
     RENAME_LIST,
@@ -132,18 +131,19 @@ class ListRepository(ChangeRepository):
         precondition: Precondition | None = None,
         idempotency: IdempotentRequest | None = None,
     ) -> Written | StoredResponse:
-        """Put the list directly before ``before_id``, after ``after_id``, or last. Moves of
-        the owner's lists wait for each other on the default list's row."""
+        """Put the list directly before ``before_id``, after ``after_id``, or last, with every
+        live list of the owner locked (LOCK_ALL_LISTS)."""
         if list_id in (before_id, after_id):
             raise AnchorIsItselfError()
 
         async def work(tx: Transaction) -> Written:
-            if await tx.fetch_one(LOCK_LISTS_ORDER, owner_id=self._owner_id) is None:
-                raise user_gone(self._owner_id)
-            locked = await tx.fetch_one(LIST_TO_MOVE, owner_id=self._owner_id, list_id=list_id)
-            if locked is None:
-                raise ListNotFoundError()
-            if precondition is not None and not precondition.matches(locked["version"]):
+            versions = {
+                row["id"]: row["version"]
+                for row in await tx.fetch_all(LOCK_ALL_LISTS, owner_id=self._owner_id)
+            }
+            if list_id not in versions:
+                raise await self._missing()
+            if precondition is not None and not precondition.matches(versions[list_id]):
                 current = await tx.fetch_one(GET_LIST, owner_id=self._owner_id, list_id=list_id)
                 assert current is not None  # locked above
                 raise ListVersionConflictError.about(current)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import cast
 
 from sqlalchemy import Table, and_, bindparam, func, insert, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from app.db.statements import compile_statement
 from app.idempotency.statements import Guard, Write, WriteStatements
@@ -46,21 +47,27 @@ GET_LIST = compile_statement(select(*LIST_COLUMNS).where(*_THIS_LIST))
 ALL_LISTS = compile_statement(
     select(*LIST_COLUMNS).where(_LIVE).order_by(lists.c.position, lists.c.id)
 )
-# The lock that orders the moves into a list and its deletion's wait for them.
-LOCK_LIST_FOR_MOVES = compile_statement(
-    select(lists.c.id).where(*_THIS_LIST).with_for_update(key_share=True)
+# The lock that orders the moves into and out of lists (and their deletions' wait for them):
+# the live ones of the given lists, in id order, so two moves between the same two lists take
+# them in the same order.
+LOCK_LISTS_FOR_MOVES = compile_statement(
+    select(lists.c.id)
+    .where(_LIVE, lists.c.id == func.any(bindparam("ids", type_=ARRAY(lists.c.id.type))))
+    .order_by(lists.c.id)
+    .with_for_update(key_share=True)
 )
 # The lock of a list being deleted: waits for the creates and moves into it to commit.
 LOCK_LIST_FOR_DELETE = compile_statement(
     select(lists.c.is_default, lists.c.version).where(*_THIS_LIST).with_for_update()
 )
-# The lock that orders the moves among the owner's lists: the default list's row, which is never
-# deleted (a create of a task in it only takes a key share, which this does not wait for).
-LOCK_LISTS_ORDER = compile_statement(
-    select(lists.c.id).where(_LIVE, lists.c.is_default).with_for_update(key_share=True)
-)
-LIST_TO_MOVE = compile_statement(
-    select(lists.c.version).where(*_THIS_LIST).with_for_update(key_share=True)
+# A move among the owner's lists locks them all, in id order, as task moves lock theirs: the
+# neighbours its respace may rewrite are then held before any is written, and a task move
+# (which locks one or two of them, in id order) never waits on a list move that waits on it.
+LOCK_ALL_LISTS = compile_statement(
+    select(lists.c.id, lists.c.version)
+    .where(_LIVE)
+    .order_by(lists.c.id)
+    .with_for_update(key_share=True)
 )
 LIST_PLACEMENT = PlacementStatements.of(lists, lists.c.user_id)
 

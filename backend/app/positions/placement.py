@@ -16,6 +16,7 @@ from sqlalchemy import (
     Column,
     String,
     Table,
+    UniqueConstraint,
     bindparam,
     column,
     func,
@@ -33,17 +34,25 @@ from app.positions.keys import REBALANCE_ABOVE, key_between, respace
 
 @dataclass(frozen=True, slots=True)
 class PlacementStatements:
+    # Defers the unique check of the positions to the commit: a respace may hand a neighbour
+    # the key the moved item holds until its own write, the transaction's last.
+    defer_unique: Statement
     anchor: Statement  # the position of a live item of the scope
     before: Statement  # the greatest position below :position, the moved item aside
     after: Statement  # the least position above :position, the moved item aside
     keys: Statement  # the scope's ids and positions in order, the moved item aside
-    lock: Statement  # locks items by id, in id order
-    respace: Statement  # sets the positions of several items at once
+    lock: Statement  # locks those of the given items still in the scope, in id order
+    respace: Statement  # sets the positions of several items of the scope at once
 
     @classmethod
     def of(cls, table: Table, scope: Column[Any]) -> PlacementStatements:
         owned = table.c.user_id == bindparam("owner_id")
         in_scope = (owned, scope == bindparam("scope"), table.c.position.is_not(None))
+        [unique] = [
+            constraint
+            for constraint in table.constraints
+            if isinstance(constraint, UniqueConstraint) and "position" in constraint.columns
+        ]
         others = (*in_scope, table.c.id != bindparam("item_id"))
         position = table.c.position
         new = (
@@ -57,6 +66,8 @@ class PlacementStatements:
             .render_derived(with_types=False)
         )
         return cls(
+            # An identifier from the metadata, not a value: SET CONSTRAINTS takes no parameter.
+            defer_unique=Statement(sql=f"SET CONSTRAINTS {unique.name} DEFERRED", parameters=()),
             anchor=compile_statement(
                 select(position).where(*in_scope, table.c.id == bindparam("anchor_id"))
             ),
@@ -75,12 +86,14 @@ class PlacementStatements:
             keys=compile_statement(select(table.c.id, position).where(*others).order_by(position)),
             lock=compile_statement(
                 select(table.c.id)
-                .where(owned, table.c.id == func.any(bindparam("ids", type_=ARRAY(UUID()))))
+                .where(*in_scope, table.c.id == func.any(bindparam("ids", type_=ARRAY(UUID()))))
                 .order_by(table.c.id)
                 .with_for_update(key_share=True)
             ),
             respace=compile_statement(
-                update(table).where(owned, table.c.id == new.c.id).values(position=new.c.position)
+                update(table)
+                .where(*in_scope, table.c.id == new.c.id)
+                .values(position=new.c.position)
             ),
         )
 
@@ -119,12 +132,14 @@ async def place(
     rows = await tx.fetch_all(statements.keys, **scoped, item_id=item_id)
     keys = [row["position"] for row in rows]
     respacing = respace(keys, keys.index(upper))
-    ids = [rows[index]["id"] for index in respacing.neighbours]
-    await tx.fetch_all(statements.lock, owner_id=owner_id, ids=sorted(ids))
+    wanted = {rows[index]["id"]: key for index, key in respacing.neighbours.items()}
+    # Locked before any is written (the owner's change lock comes with the first write). A
+    # neighbour that left the scope meanwhile (trashed: nothing else moves items of a scope
+    # whose lock the caller holds) is left out; the others keep their order.
+    locked = await tx.fetch_all(statements.lock, **scoped, ids=sorted(wanted))
+    ids = [row["id"] for row in locked]
+    await tx.execute(statements.defer_unique)
     await tx.execute(
-        statements.respace,
-        owner_id=owner_id,
-        ids=ids,
-        positions=list(respacing.neighbours.values()),
+        statements.respace, **scoped, ids=ids, positions=[wanted[item] for item in ids]
     )
     return respacing.moved

@@ -47,3 +47,10 @@ class TaskVersionConflictError(PreconditionFailedError):
             headers={"ETag": version_etag(task["version"])},
             extra={"current": orjson.loads(task_fields_json(task))},
         )
+
+
+class TaskMovedMeanwhileError(ConflictError):
+    """A move found the task in another list than the one it locked, three times over."""
+
+    code = ErrorCode.CONFLICT
+    message = "The task moved to another list while this move waited; try again"

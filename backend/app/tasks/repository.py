@@ -30,10 +30,15 @@ from app.idempotency.keys import IdempotentRequest
 from app.idempotency.replay import StoredResponse
 from app.idempotency.statements import WriteStatements
 from app.lists.errors import ListNotFoundError
-from app.lists.statements import LOCK_LIST_FOR_MOVES
+from app.lists.statements import LOCK_LISTS_FOR_MOVES
 from app.positions.errors import AnchorIsItselfError
 from app.positions.placement import place
-from app.tasks.errors import TaskExistsError, TaskNotFoundError, TaskVersionConflictError
+from app.tasks.errors import (
+    TaskExistsError,
+    TaskMovedMeanwhileError,
+    TaskNotFoundError,
+    TaskVersionConflictError,
+)
 from app.tasks.pagination import Cursor
 from app.tasks.statements import (
     CREATE_TASK,
@@ -58,6 +63,12 @@ from app.tasks.statements import (
 Rows = list[Row]  # (inside the class, `list` is the method of that name)
 Task = Written
 TASK_PRIMARY_KEY = "pk_tasks"
+# A move whose task changed lists between its read and its lock starts again this many times.
+_MOVE_ATTEMPTS = 3
+
+
+class _MovedMeanwhile(Exception):  # noqa: N818 (a signal to retry, never raised to a caller)
+    pass
 
 
 class TaskRepository(ChangeRepository):
@@ -288,22 +299,22 @@ class TaskRepository(ChangeRepository):
         idempotency: IdempotentRequest | None = None,
     ) -> Task | StoredResponse:
         """Put the task into ``list_id`` (default: its own), directly before ``before_id`` or
-        after ``after_id``, or last. One transaction that locks, in this order, the target list
-        (moves into it wait for each other; its deletion waits for them), the task, and last
-        (with the first write) the owner's change lock, as every write does."""
+        after ``after_id``, or last. One transaction that locks, in this order: the task's list
+        and the target list, in id order (the moves into and out of a list wait for each other,
+        and its deletion for them); the task; the neighbours a respace rewrites; and last, with
+        the first write, the owner's change lock, as every write does."""
         if task_id in (before_id, after_id):
             raise AnchorIsItselfError()
 
         async def work(tx: Transaction) -> Task:
-            target = list_id
-            if target is None:
-                target = await tx.fetch_value(TASK_LIST, owner_id=self._owner_id, task_id=task_id)
-                if target is None:
-                    raise await self._missing()
-            if (
-                await tx.fetch_one(LOCK_LIST_FOR_MOVES, owner_id=self._owner_id, list_id=target)
-                is None
-            ):
+            source = await tx.fetch_value(TASK_LIST, owner_id=self._owner_id, task_id=task_id)
+            if source is None:
+                raise await self._missing()
+            target = source if list_id is None else list_id
+            locked = await tx.fetch_all(
+                LOCK_LISTS_FOR_MOVES, owner_id=self._owner_id, ids=sorted({source, target})
+            )
+            if target not in {row["id"] for row in locked}:
                 if list_id is None:
                     raise await self._missing()  # its list was deleted, and it with it
                 await self._ensure_owner_exists()
@@ -311,6 +322,8 @@ class TaskRepository(ChangeRepository):
             task = await tx.fetch_one(TASK_TO_MOVE, owner_id=self._owner_id, task_id=task_id)
             if task is None:
                 raise await self._missing()
+            if task["list_id"] != source:
+                raise _MovedMeanwhile()
             if precondition is not None and not precondition.matches(task["version"]):
                 current = await tx.fetch_one(GET_TASK, owner_id=self._owner_id, task_id=task_id)
                 assert current is not None  # locked above
@@ -330,7 +343,12 @@ class TaskRepository(ChangeRepository):
             assert moved is not None  # the task is locked, live and the owner's
             return moved
 
-        return await self._write_in_transaction(idempotency, work)
+        for _ in range(_MOVE_ATTEMPTS):
+            try:
+                return await self._write_in_transaction(idempotency, work)
+            except _MovedMeanwhile:
+                continue  # its lists are read and locked again
+        raise TaskMovedMeanwhileError()
 
     async def _missing(self) -> TaskNotFoundError:
         await self._ensure_owner_exists()

@@ -399,3 +399,20 @@ async def test_0006_puts_every_task_in_its_owners_inbox_in_creation_order_and_ba
         assert await connection.scalar(text("SELECT to_regclass('lists')")) is None
     assert (await _tasks_by_title(empty_engine))["a1 again"]["version"] == 2
     assert await _version(empty_engine) == ["0005"]
+
+    # And up again: the same tasks get their lists and places back.
+    await upgrade(empty_engine)
+    again = await _tasks_by_title(empty_engine)
+    assert again["a2"]["position"] < again["a1 again"]["position"] < again["a4"]["position"]
+    assert again["a3"]["position"] is None
+    async with empty_engine.connect() as connection:
+        misplaced = await connection.scalar(
+            text(
+                "SELECT count(*) FROM tasks JOIN lists ON lists.id = tasks.list_id "
+                "WHERE NOT lists.is_default OR lists.user_id <> tasks.user_id"
+            )
+        )
+        placed = await connection.scalar(
+            text("SELECT count(*) FROM tasks JOIN lists ON lists.id = tasks.list_id")
+        )
+    assert (misplaced, placed) == (0, 5)

@@ -313,6 +313,67 @@ async def test_a_keyed_list_delete_replays(
     assert again.headers.get(REPLAYED) == "true"
 
 
+async def test_a_create_waiting_on_a_list_being_deleted_finds_it_gone(
+    client: httpx.AsyncClient, account: Account, engine: AsyncEngine
+) -> None:
+    """The deletion's lock is held (as its transaction holds it) while a create into the list
+    arrives: the create waits, then finds the list deleted, and no live task is left in it."""
+    errands = await new_list(client, account)
+    list_id = uuid.UUID(errands["id"])
+    async with engine.connect() as connection:
+        transaction = await connection.begin()
+        await connection.execute(
+            text("SELECT id FROM lists WHERE id = :id FOR UPDATE"), {"id": list_id}
+        )
+        create = asyncio.create_task(
+            client.post(
+                account.tasks_url,
+                json={"title": "late", "list_id": errands["id"]},
+                headers=account.headers,
+            )
+        )
+        await asyncio.sleep(0.3)
+        assert not create.done()  # waiting for the list's lock
+        await connection.execute(
+            text("UPDATE lists SET deleted_at = now() WHERE id = :id"), {"id": list_id}
+        )
+        await transaction.commit()
+    created = await create
+    assert created.status_code == 404, created.text
+    assert created.json() == LIST_NOT_FOUND
+    async with engine.connect() as connection:
+        count = await connection.scalar(
+            text("SELECT count(*) FROM tasks WHERE list_id = :id"), {"id": list_id}
+        )
+    assert count == 0
+
+
+async def test_a_keyed_list_delete_retried_while_the_first_runs_is_told_the_key_is_in_use(
+    client: httpx.AsyncClient, account: Account, engine: AsyncEngine
+) -> None:
+    errands = await new_list(client, account)
+    url = f"{lists_url(account)}/{errands['id']}"
+    headers = {**account.headers, "Idempotency-Key": "delete-list-racing"}
+    async with engine.connect() as connection:
+        transaction = await connection.begin()
+        # Holds the list, so the first request waits inside its transaction, key claimed.
+        await connection.execute(
+            text("SELECT id FROM lists WHERE id = :id FOR UPDATE"),
+            {"id": uuid.UUID(errands["id"])},
+        )
+        first = asyncio.create_task(client.delete(url, headers=headers))
+        await asyncio.sleep(0.3)
+        retry = await client.delete(url, headers=headers)
+        assert retry.status_code == 409, retry.text
+        assert retry.json()["code"] == "idempotency_key_in_use"
+        assert "Retry-After" in retry.headers
+        await transaction.rollback()
+    assert (await first).status_code == 204
+    replayed = await client.delete(url, headers=headers)
+    assert replayed.status_code == 204
+    assert replayed.headers.get(REPLAYED) == "true"
+
+
 async def test_a_create_racing_the_deletion_of_its_list_is_trashed_or_refused(
     client: httpx.AsyncClient, account: Account, engine: AsyncEngine
 ) -> None:

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.database import Database
 from app.lists.repository import ListRepository
-from app.positions.keys import POSITION_MAX_LENGTH, REBALANCE_ABOVE, append_key
+from app.positions.keys import POSITION_MAX_LENGTH, REBALANCE_ABOVE, append_key, key_between
 from app.tasks.repository import TaskRepository
 from tests.fixtures.accounts import Account
 from tests.fixtures.tasks import create_task, etag, task_row
@@ -192,6 +192,7 @@ async def test_lists_move_among_themselves(client: httpx.AsyncClient, account: A
     response = await client.post(
         f"{lists_url(account)}/{two['id']}/move", json={}, headers=account.headers
     )
+    assert response.status_code == 200, response.text
     listed = (await client.get(lists_url(account), headers=account.headers)).json()
     assert [row["id"] for row in listed] == [default["id"], one["id"], two["id"]]
 
@@ -219,18 +220,23 @@ async def test_ten_thousand_random_moves_keep_keys_short_and_the_order_a_model_p
     database: Database, account: Account, client: httpx.AsyncClient
 ) -> None:
     """Moves through the repository (the route's own code, without HTTP's cost per move) into
-    random gaps, and every fourth one into the same narrowing gap, which forces respacing."""
+    random gaps, and every fourth one right after the same first task, into a gap that narrows
+    until respacing widens it."""
     tasks = TaskRepository(database, account.id)
     ids = [(await tasks.create(title=f"t{n}"))["id"] for n in range(40)]
     model = list(ids)
+    versions_before = sum(row["version"] for row in await tasks.list(limit=500))
     rng = random.Random(17)
     longest = 0
+    pinned = ids[0]  # never moved: every fourth move goes right after it, narrowing one gap
     for number in range(MOVES):
-        item = rng.choice(model)
+        item = rng.choice(model[1:])
         model.remove(item)
-        index = 1 if number % 4 == 0 else rng.randrange(len(model) + 1)
+        index = 1 if number % 4 == 0 else rng.randrange(1, len(model) + 1)
         if index == len(model):
             moved = await tasks.move(item)
+        elif number % 8 == 0:
+            moved = await tasks.move(item, after_id=pinned)
         else:
             moved = await tasks.move(item, before_id=model[index])
         model.insert(index, item)
@@ -240,6 +246,10 @@ async def test_ten_thousand_random_moves_keep_keys_short_and_the_order_a_model_p
     assert by_position == model
     assert longest <= REBALANCE_ABOVE
     assert max(len(row["position"]) for row in rows) <= REBALANCE_ABOVE
+    # Each move is one new version of the moved task; what is left over are the neighbours
+    # that respacing rewrote: rare, and a window, never the list each time.
+    respaced = sum(row["version"] for row in rows) - versions_before - MOVES
+    assert 0 < respaced < MOVES // 4
 
 
 @settings(
@@ -283,3 +293,88 @@ async def test_any_sequence_of_moves_reads_back_in_the_models_order(
     for list_id, expected in model.items():
         rows = await tasks.list(limit=500, list_id=list_id)
         assert [row["id"] for row in sorted(rows, key=lambda row: row["position"])] == expected
+
+
+async def test_respacing_moves_into_moves_out_creates_and_trashing_at_once_all_succeed(
+    client: httpx.AsyncClient, account: Account, engine: AsyncEngine
+) -> None:
+    """The gap between two tasks is first narrowed until the next move into it respaces; then
+    moves into that gap, moves out of the list, creates into it and deletions run together."""
+    errands = await new_list(client, account)
+    elsewhere = await new_list(client, account, "elsewhere")
+    tasks = [await create_task(client, account, f"t{n}", list_id=errands["id"]) for n in range(30)]
+    left = tasks[0]
+    for number in range(200):  # each goes right after `left`: the gap narrows every time
+        async with engine.connect() as connection:
+            lower, upper = (
+                await connection.execute(
+                    text(
+                        "SELECT position FROM tasks WHERE list_id = :id AND position IS NOT NULL "
+                        "ORDER BY position LIMIT 2"
+                    ),
+                    {"id": uuid.UUID(errands["id"])},
+                )
+            ).scalars()
+        if len(key_between(lower, upper)) > REBALANCE_ABOVE:
+            break  # the next move into this gap respaces
+        task = tasks[1 + number % 19]
+        assert (await move(client, account, task["id"], after_id=left["id"])).status_code == 200
+    else:
+        pytest.fail("the gap never narrowed")
+    async with engine.connect() as connection:
+        before = dict(
+            (
+                await connection.execute(
+                    text("SELECT id::text, version FROM tasks WHERE list_id = :id"),
+                    {"id": uuid.UUID(errands["id"])},
+                )
+            ).all()
+        )
+    writes = [
+        *(move(client, account, task["id"], after_id=left["id"]) for task in tasks[20:26]),
+        *(move(client, account, task["id"], list_id=elsewhere["id"]) for task in tasks[26:29]),
+        *(
+            client.post(
+                account.tasks_url,
+                json={"title": f"new {n}", "list_id": errands["id"]},
+                headers=account.headers,
+            )
+            for n in range(5)
+        ),
+        client.delete(f"{account.tasks_url}/{tasks[29]['id']}", headers=account.headers),
+        client.delete(f"{account.tasks_url}/{tasks[10]['id']}", headers=account.headers),
+    ]
+    responses = await asyncio.gather(*writes)
+    assert [r.status_code for r in responses] == [200] * 9 + [201] * 5 + [204] * 2, [
+        r.text for r in responses if r.status_code >= 300
+    ]
+    async with engine.connect() as connection:
+        rows = (
+            await connection.execute(
+                text(
+                    "SELECT id::text, list_id::text, position, version FROM tasks "
+                    "WHERE user_id = :user AND deleted_at IS NULL"
+                ),
+                {"user": account.id},
+            )
+        ).all()
+    by_list: dict[str, list[str]] = {}
+    for row in rows:
+        by_list.setdefault(row.list_id, []).append(row.position)
+    for positions in by_list.values():
+        assert len(positions) == len(set(positions))
+        assert all(len(position) <= REBALANCE_ABOVE for position in positions)
+    assert len(by_list[errands["id"]]) == 30 - 3 - 2 + 5
+    assert len(by_list[elsewhere["id"]]) == 3
+    # The moves into the narrowed gap respaced neighbours that did not move themselves.
+    moved = {task["id"] for task in tasks[20:]} | {tasks[10]["id"]}
+    rewritten = [
+        row.id
+        for row in rows
+        if row.id in before and row.id not in moved and row.version > before[row.id]
+    ]
+    assert rewritten
+    # What the API orders is what the moves asked for: the six land right after `left`.
+    ordered = await order(client, account, errands["id"])
+    assert ordered[0] == left["id"]
+    assert set(ordered[1:7]) == {task["id"] for task in tasks[20:26]}
