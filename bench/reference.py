@@ -30,9 +30,12 @@ from app.changes.statements import BOUNDS, CHANGES_AFTER
 from app.db.statements import Statement
 from app.db.url import parse_database_url
 from app.settings import Settings
-from app.tasks.statements import CREATE_TASK, GET_TASK, LIST_TASKS, TASK_COLUMNS, TOGGLE_TASK
+from app.tasks.due import NO_DUE
+from app.tasks.listing import Shape
+from app.tasks.listing import statement as listing_statement
+from app.tasks.statements import CREATE_TASK, GET_TASK, TASK_COLUMNS, TOGGLE_TASK
 
-LIST_SQL = LIST_TASKS[False, False, False]
+LIST_SQL = listing_statement(Shape())
 PAGE_SIZE = 100
 TASK_FIELDS = tuple(column.name for column in TASK_COLUMNS)
 
@@ -193,7 +196,14 @@ async def _serve_tasks(
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
             await _respond(send, 422, b'{"detail":"Invalid body"}')
             return
-        values = {"owner_id": user_id, "title": title, "description": description, "task_id": None}
+        values = {
+            "owner_id": user_id,
+            "title": title,
+            "description": description,
+            "task_id": None,
+            "priority": 0,
+            **NO_DUE,
+        }
         row = await _pool.fetchrow(CREATE_TASK.plain.sql, *CREATE_TASK.plain.arguments(values))
         body, status = orjson.dumps(dict(row), default=str), 201
     elif len(parts) == 5 and method == "GET":

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any, cast
 
-from sqlalchemy import ARRAY, Boolean
+from sqlalchemy import ARRAY, Boolean, Float
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.types import TypeEngine
+from sqlalchemy.types import TypeEngine, UserDefinedType
 
 _DIALECT = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
 # Boolean's bind processing only rejects values that are not booleans, which the strict
@@ -56,6 +56,17 @@ class Statement:
         return ordered
 
 
+class DriverJSON(UserDefinedType[Any]):
+    """A ``json`` value the statement builds (json_build_object): decoded by the driver's own
+    codec, which the asyncpg dialect sets on every pooled connection, so SQLAlchemy has nothing
+    to convert."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "JSON"
+
+
 def compile_statement(statement: ClauseElement) -> Statement:
     """Compile ``statement`` for asyncpg; refuse anything that would need per-call rendering
     or a value fixed at build time (write ``bindparam(name)``, or a SQL literal)."""
@@ -86,6 +97,9 @@ def render_constant(statement: ClauseElement) -> str:
 
 def _needs_processing(type_: TypeEngine[Any]) -> bool:
     if isinstance(type_, _PROCESSING_NOT_NEEDED):
+        return False
+    if isinstance(type_, Float) and not type_.asdecimal:
+        # asyncpg reads and writes floats itself; SQLAlchemy would only convert to Decimal.
         return False
     if isinstance(type_, ARRAY):
         # Its processor only applies its items' processor (and makes a list, which asyncpg

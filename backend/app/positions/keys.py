@@ -10,7 +10,10 @@ Where keys come from:
   so the key sorts after every key in the list, and appends take no lock on the list.
 - a move between two items gets a key between their keys, computed here under the list's lock
   (the repositories). A computed key is always below an existing key, hence below every future
-  append.
+  append. It may be a bare integer key (between K99 and K101 lies K100), but never an append's
+  key still to commit: the owner's changes take their numbers one at a time under the owner's
+  change lock (changes/models.py), so when K101 has committed, number 100 has committed or
+  rolled back, and the list's keys only ever come from its owner's changes.
 - when a computed key would be longer than ``REBALANCE_ABOVE``, ``respace`` spreads a window
   of the neighbours out again (see there), so keys stay short without renumbering the list.
 """

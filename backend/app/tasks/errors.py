@@ -54,3 +54,8 @@ class TaskMovedMeanwhileError(ConflictError):
 
     code = ErrorCode.CONFLICT
     message = "The task moved to another list while this move waited; try again"
+
+
+class InvalidTimeZoneError(ValidationFailedError):
+    location = ("query", "tz")
+    message = "Unknown time zone: use an IANA name such as Europe/Berlin"

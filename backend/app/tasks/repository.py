@@ -33,12 +33,15 @@ from app.lists.errors import ListNotFoundError
 from app.lists.statements import LOCK_LISTS_FOR_MOVES
 from app.positions.errors import AnchorIsItselfError
 from app.positions.placement import place
+from app.tasks.due import DueIn, due_columns
 from app.tasks.errors import (
     TaskExistsError,
     TaskMovedMeanwhileError,
     TaskNotFoundError,
     TaskVersionConflictError,
 )
+from app.tasks.listing import NEWEST_FIRST, Listing
+from app.tasks.listing import statement as listing_statement
 from app.tasks.pagination import Cursor
 from app.tasks.statements import (
     CREATE_TASK,
@@ -46,7 +49,6 @@ from app.tasks.statements import (
     EMPTY_TRASH,
     GET_TASK,
     GET_TRASHED,
-    LIST_TASKS,
     LIST_TRASH,
     MOVE_TASK,
     PURGE_TASK,
@@ -56,8 +58,7 @@ from app.tasks.statements import (
     TASK_TO_MOVE,
     TOGGLE_TASK,
     TRASH_TASK,
-    UPDATABLE,
-    UPDATE_TASK,
+    update_task,
 )
 
 Rows = list[Row]  # (inside the class, `list` is the method of that name)
@@ -80,6 +81,8 @@ class TaskRepository(ChangeRepository):
         description: str | None = ...,
         task_id: uuid.UUID | None = ...,
         list_id: uuid.UUID | None = ...,
+        priority: int = ...,
+        due: DueIn | None = ...,
     ) -> Task: ...
     @overload
     async def create(
@@ -89,6 +92,8 @@ class TaskRepository(ChangeRepository):
         description: str | None = ...,
         task_id: uuid.UUID | None = ...,
         list_id: uuid.UUID | None = ...,
+        priority: int = ...,
+        due: DueIn | None = ...,
         idempotency: IdempotentRequest | None,
     ) -> Task | StoredResponse: ...
     async def create(
@@ -98,11 +103,19 @@ class TaskRepository(ChangeRepository):
         description: str | None = None,
         task_id: uuid.UUID | None = None,
         list_id: uuid.UUID | None = None,
+        priority: int = 0,
+        due: DueIn | None = None,
         idempotency: IdempotentRequest | None = None,
     ) -> Task | StoredResponse:
         """``task_id``: the client's choice of id (409 task_exists when it is taken);
         ``list_id``: a live list of the owner (404 list_not_found), else the default list."""
-        values: dict[str, Any] = {"task_id": task_id, "title": title, "description": description}
+        values: dict[str, Any] = {
+            "task_id": task_id,
+            "title": title,
+            "description": description,
+            "priority": priority,
+            **due_columns(due),
+        }
         if list_id is not None:
             values["list_id"] = list_id
         try:
@@ -133,25 +146,9 @@ class TaskRepository(ChangeRepository):
     async def get_trashed(self, task_id: uuid.UUID) -> Row:
         return await self._found(await self._one(GET_TRASHED, task_id=task_id))
 
-    async def list(
-        self,
-        *,
-        limit: int,
-        completed: bool | None = None,
-        list_id: uuid.UUID | None = None,
-        after: Cursor | None = None,
-    ) -> Rows:
-        """Newest first (created_at, then id, descending); ``after`` continues a listing."""
-        filters: dict[str, Any] = {"limit": limit}
-        if completed is not None:
-            filters["completed"] = completed
-        if list_id is not None:
-            filters["list_id"] = list_id
-        if after is not None:
-            filters["after_created_at"] = after.at
-            filters["after_id"] = after.id
-        statement = LIST_TASKS[completed is not None, list_id is not None, after is not None]
-        rows = await self._all(statement, **filters)
+    async def list(self, listing: Listing = NEWEST_FIRST, *, limit: int) -> Rows:
+        """A page of the owner's live tasks as ``listing`` filters and orders them."""
+        rows = await self._all(listing_statement(listing.shape), limit=limit, **listing.values)
         if not rows:
             # An empty list is an answer only for an account that exists.
             await self._ensure_owner_exists()
@@ -183,13 +180,14 @@ class TaskRepository(ChangeRepository):
         idempotency: IdempotentRequest | None = None,
         **changes: Any,
     ) -> Task | StoredResponse:
-        """Apply any of ``title``, ``description``, ``completed`` in one statement."""
-        unknown = set(changes) - set(UPDATABLE)
-        if unknown:
-            raise TypeError(f"not updatable: {', '.join(sorted(unknown))}")
+        """Apply any of ``title``, ``description``, ``completed``, ``priority`` and ``due`` (a
+        DueIn, or None to clear it) in one statement."""
         # No changes (an empty PATCH) reads the task, under the same precondition and key.
-        statements = UPDATE_TASK[frozenset(changes)]
-        return await self._write_found(statements, task_id, precondition, idempotency, **changes)
+        statements = update_task(frozenset(changes))
+        values = dict(changes)
+        if "due" in values:
+            values.update(due_columns(values.pop("due")))
+        return await self._write_found(statements, task_id, precondition, idempotency, **values)
 
     async def set_completed(self, task_id: uuid.UUID, completed: bool) -> Task:
         return await self.update(task_id, completed=completed)

@@ -5,6 +5,7 @@ from typing import Annotated
 
 import structlog
 from fastapi import APIRouter, Query, Request, Response, status
+from pydantic import AwareDatetime, StringConstraints
 from pydantic.json_schema import SkipJsonSchema
 
 from app.http.conditional import none_match, version_etag
@@ -13,7 +14,11 @@ from app.http.request_headers import IF_NONE_MATCH, documented
 from app.idempotency.deps import CHANGE_HEADERS, KEY_HEADERS, safe_write
 from app.idempotency.replay import StoredResponse
 from app.tasks.deps import TaskRepoDep
-from app.tasks.pagination import DEFAULT_PAGE_SIZE, Cursor, PageCursor, PageLimit
+from app.tasks.due import TimeZoneName, time_zone
+from app.tasks.errors import InvalidTimeZoneError
+from app.tasks.listing import CURSOR_PATTERN as LISTING_CURSOR_PATTERN
+from app.tasks.listing import MAX_QUERY_LENGTH, SORT_KEY, SORT_PATTERN, Listing
+from app.tasks.pagination import DEFAULT_PAGE_SIZE, PageLimit
 from app.tasks.responses import (
     CHANGE,
     ETAG_HEADER,
@@ -24,7 +29,6 @@ from app.tasks.responses import (
     WRITE_NOT_FOUND,
     TaskJSONResponse,
     location,
-    next_page,
     page_etag,
     replay,
     task_response,
@@ -59,8 +63,8 @@ CONDITIONAL_READ_HEADERS = documented(IF_NONE_MATCH)
     response_model=TaskList,
     responses={
         200: {
-            "description": 'Newest first. When more remain, a `Link: <url>; rel="next"` '
-            "header carries the next page's URL.",
+            "description": "Newest first unless sort says otherwise. When more remain, a "
+            '`Link: <url>; rel="next"` header carries the next page\'s URL.',
             "headers": {
                 "Link": {"schema": {"type": "string"}, "description": "Next page"},
                 "ETag": {"schema": {"type": "string"}, "description": "A weak tag of the page"},
@@ -80,13 +84,71 @@ async def list_tasks(
     list_id: Annotated[
         uuid.UUID | SkipJsonSchema[None], Query(description="Only the tasks of this list")
     ] = None,
+    priority: Annotated[
+        int | SkipJsonSchema[None], Query(ge=0, le=3, description="Only this priority")
+    ] = None,
+    due_before: Annotated[
+        AwareDatetime | SkipJsonSchema[None],
+        Query(description="Due before this instant (an all-day due counts as 00:00 UTC)"),
+    ] = None,
+    due_after: Annotated[
+        AwareDatetime | SkipJsonSchema[None],
+        Query(description="Due at or after this instant (an all-day due counts as 00:00 UTC)"),
+    ] = None,
+    overdue: Annotated[
+        bool | SkipJsonSchema[None],
+        Query(description="Open tasks whose due has passed (an all-day due: its day, in tz)"),
+    ] = None,
+    tz: Annotated[
+        TimeZoneName, Query(description="The zone whose today overdue compares days with")
+    ] = "UTC",
+    q: Annotated[
+        Annotated[str, StringConstraints(min_length=1, max_length=MAX_QUERY_LENGTH)]
+        | SkipJsonSchema[None],
+        Query(
+            description="Full-text search of title and description; the last word matches "
+            'as a prefix ("gro" finds "groceries"); "quoted phrases", -excluded, or'
+        ),
+    ] = None,
+    sort: Annotated[
+        Annotated[str, StringConstraints(pattern=SORT_PATTERN)] | SkipJsonSchema[None],
+        Query(
+            description="position (needs list_id), due (no due last), priority, created, "
+            "updated, relevance (needs q); a leading - for descending. Default: -relevance with "
+            "q, else -created (newest first)"
+        ),
+    ] = None,
     limit: PageLimit = DEFAULT_PAGE_SIZE,
-    cursor: PageCursor = None,
+    cursor: Annotated[
+        Annotated[str, StringConstraints(pattern=LISTING_CURSOR_PATTERN)] | SkipJsonSchema[None],
+        Query(description="From the previous page's Link header"),
+    ] = None,
 ) -> Response:
-    after = Cursor.decode(cursor) if cursor is not None else None
-    rows = await tasks.list(limit=limit + 1, completed=completed, list_id=list_id, after=after)
-    page, headers = next_page(request, rows, limit, "created_at")
-    content = tasks_json(page)
+    try:
+        zone_checked = time_zone(tz) if overdue is not None else None
+    except ValueError as error:
+        raise InvalidTimeZoneError(message=str(error)) from None
+    del zone_checked
+    listing = Listing.of(
+        completed=completed,
+        list_id=list_id,
+        priority=priority,
+        due_before=due_before,
+        due_after=due_after,
+        overdue=overdue,
+        tz=tz,
+        q=q,
+        sort=sort,
+        cursor=cursor,
+    )
+    rows = [] if listing is None else await tasks.list(listing, limit=limit + 1)
+    headers: dict[str, str] = {}
+    if len(rows) > limit:
+        assert listing is not None
+        rows = rows[:limit]
+        next_url = request.url.include_query_params(cursor=listing.cursor_after(rows[-1]))
+        headers["Link"] = f'<{next_url}>; rel="next"'
+    content = tasks_json(rows, without=SORT_KEY)
     headers["ETag"] = page_etag(content, headers.get("Link"))
     if_none_match = IF_NONE_MATCH.read(request)
     if if_none_match is not None and none_match(if_none_match, headers["ETag"]):
@@ -174,6 +236,8 @@ async def create_task(
         description=body.description,
         task_id=body.id,
         list_id=body.list_id,
+        priority=body.priority,
+        due=body.due,
         idempotency=write.idempotency,
     )
     if isinstance(task, StoredResponse):
@@ -227,7 +291,8 @@ async def patch_task(
 ) -> Response:
     """Change only the fields sent."""
     write = await safe_write(request, task_id=str(task_id))
-    changes = body.model_dump(exclude_unset=True)
+    # The fields sent, as validated (a due stays a DueIn, which knows its columns).
+    changes = {name: getattr(body, name) for name in body.model_fields_set}
     task = await tasks.update(
         task_id, precondition=write.precondition, idempotency=write.idempotency, **changes
     )

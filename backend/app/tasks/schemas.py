@@ -10,7 +10,8 @@ import orjson
 from pydantic import BaseModel, Field, RootModel, StringConstraints, model_validator
 
 from app.http.schemas import MULTI_LINE, NOT_NULLABLE, SINGLE_LINE, RequestBody
-from app.tasks.models import DESCRIPTION_MAX_LENGTH, TITLE_MAX_LENGTH
+from app.tasks.due import DueIn, DueOut
+from app.tasks.models import DESCRIPTION_MAX_LENGTH, PRIORITY_MAX, TITLE_MAX_LENGTH
 
 # Constraints go straight on `str`, before any validator: pydantic applies Annotated metadata in
 # order, and after a validator it counts the length before stripping and strips after checking,
@@ -22,6 +23,7 @@ Title = Annotated[
     SINGLE_LINE,
 ]
 Description = Annotated[str, StringConstraints(max_length=DESCRIPTION_MAX_LENGTH), MULTI_LINE]
+Priority = Annotated[int, Field(ge=0, le=PRIORITY_MAX, description="0 (none) to 3 (high)")]
 
 
 class TaskCreate(RequestBody):
@@ -35,6 +37,8 @@ class TaskCreate(RequestBody):
     list_id: Annotated[uuid.UUID | None, Field(strict=False), NOT_NULLABLE] = Field(
         default=None, description="Optional: the list to add the task to (default: the Inbox)"
     )
+    priority: Priority = 0
+    due: DueIn | None = None
 
 
 class TaskUpdate(RequestBody):
@@ -52,6 +56,8 @@ class TaskPatch(RequestBody):
     title: Annotated[Title | None, NOT_NULLABLE] = None
     description: Description | None = None
     completed: Annotated[bool | None, NOT_NULLABLE] = None
+    priority: Annotated[Priority | None, NOT_NULLABLE] = None
+    due: DueIn | None = Field(default=None, description="null clears it")
 
 
 class TaskRead(BaseModel):
@@ -70,6 +76,8 @@ class TaskRead(BaseModel):
     position: str = Field(
         description="The task's place in its list: sort by this string, compared by code point"
     )
+    priority: int = Field(ge=0, le=PRIORITY_MAX, description="0 (none) to 3 (high)")
+    due: DueOut | None = Field(description="A day, or a time in a zone with its instant")
 
 
 class TaskMove(RequestBody):
@@ -149,5 +157,10 @@ def task_fields_json(row: asyncpg.Record | Mapping[str, Any]) -> bytes:
     )
 
 
-def tasks_json(rows: Iterable[asyncpg.Record]) -> bytes:
-    return orjson.dumps([dict(row) for row in rows], default=_uuid_text, option=_JSON_OPTIONS)
+def tasks_json(rows: Iterable[asyncpg.Record], *, without: str | None = None) -> bytes:
+    """``without``: a column the rows carry beyond the task's (a sort key for the cursor)."""
+    tasks = [dict(row) for row in rows]
+    if without is not None:
+        for task in tasks:
+            task.pop(without, None)
+    return orjson.dumps(tasks, default=_uuid_text, option=_JSON_OPTIONS)

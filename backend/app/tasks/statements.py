@@ -7,8 +7,10 @@ all compiled at import, so a request only looks its statement up.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from functools import cache
 from itertools import combinations
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import (
     Column,
@@ -27,7 +29,7 @@ from sqlalchemy import (
     update,
 )
 
-from app.db.statements import Statement, compile_statement
+from app.db.statements import DriverJSON, Statement, compile_statement
 from app.idempotency.statements import Guard, Write, WriteBuilder, WriteStatements
 from app.lists.models import List
 from app.positions.placement import PlacementStatements
@@ -36,10 +38,51 @@ from app.tasks.schemas import TaskRead, TrashedTask
 
 tasks = cast(Table, Task.__table__)
 lists = cast(Table, List.__table__)
+
+
+def _text(value: ColumnElement[Any], pattern: str) -> ColumnElement[str]:
+    # to_char with a fixed pattern: the same text whatever the session's DateStyle or zone.
+    return func.to_char(value, literal_column(f"'{pattern}'"))
+
+
+# The due as the API writes it (tasks/due.py DueOut): built by PostgreSQL, decoded by the driver.
+_DUE = case(
+    (
+        tasks.c.due_timezone.is_not(None),
+        func.json_build_object(
+            literal_column("'datetime'"),
+            _text(tasks.c.due_datetime, 'YYYY-MM-DD"T"HH24:MI:SS'),
+            literal_column("'timezone'"),
+            tasks.c.due_timezone,
+            literal_column("'at'"),
+            _text(
+                func.timezone(literal_column("'UTC'"), tasks.c.due_at), 'YYYY-MM-DD"T"HH24:MI:SS"Z"'
+            ),
+        ),
+    ),
+    (
+        tasks.c.due_date.is_not(None),
+        func.json_build_object(literal_column("'date'"), _text(tasks.c.due_date, "YYYY-MM-DD")),
+    ),
+    else_=null(),
+).cast(DriverJSON())
+_COMPUTED: dict[str, ColumnElement[Any]] = {"due": _DUE}
+
+
+def _columns(names: Iterable[str]) -> tuple[ColumnElement[Any], ...]:
+    return tuple(
+        _COMPUTED[name].label(name) if name in _COMPUTED else tasks.c[name] for name in names
+    )
+
+
 # The columns of a task as the API returns it, in TaskRead's order: the one list of them.
-TASK_COLUMNS = tuple(tasks.c[name] for name in TaskRead.model_fields)
-TRASHED_COLUMNS = tuple(tasks.c[name] for name in TrashedTask.model_fields)
-UPDATABLE = ("title", "description", "completed")
+TASK_COLUMNS = _columns(TaskRead.model_fields)
+TRASHED_COLUMNS = _columns(TrashedTask.model_fields)
+UPDATABLE = ("title", "description", "completed", "priority", "due")
+# The columns a due sets (tasks/due.py), one change for the API.
+DUE_COLUMNS = ("due_date", "due_datetime", "due_timezone", "due_at")
+# What a create writes besides the owner, its id and its list.
+_CREATED = ("title", "description", "priority", *DUE_COLUMNS)
 
 _OWNER = tasks.c.user_id == bindparam("owner_id")
 # The task routes see the owner's live tasks; the trash routes the trashed ones.
@@ -63,16 +106,19 @@ def _create(*guards: Guard) -> Write:
     return (
         insert(tasks)
         .from_select(
-            ["id", "user_id", "title", "description"],
+            ["id", "user_id", *_CREATED],
             select(
                 func.coalesce(bindparam("task_id", type_=tasks.c.id.type), func.gen_random_uuid()),
                 bindparam("owner_id", type_=tasks.c.user_id.type),
-                bindparam("title", type_=tasks.c.title.type),
-                bindparam("description", type_=tasks.c.description.type),
+                *_created_values(),
             ).where(*guards),
         )
         .returning(*TASK_COLUMNS)
     )
+
+
+def _created_values() -> list[ColumnElement[Any]]:
+    return [bindparam(name, type_=tasks.c[name].type) for name in _CREATED]
 
 
 def _create_in_list(*guards: Guard) -> Write:
@@ -81,12 +127,11 @@ def _create_in_list(*guards: Guard) -> Write:
     return (
         insert(tasks)
         .from_select(
-            ["id", "user_id", "title", "description", "list_id"],
+            ["id", "user_id", *_CREATED, "list_id"],
             select(
                 func.coalesce(bindparam("task_id", type_=tasks.c.id.type), func.gen_random_uuid()),
                 lists.c.user_id,
-                bindparam("title", type_=tasks.c.title.type),
-                bindparam("description", type_=tasks.c.description.type),
+                *_created_values(),
                 lists.c.id,
             )
             .where(_OWNERS_LIST, *guards)
@@ -155,8 +200,13 @@ def _empty_trash(*guards: Guard) -> Write:
     return counted.having(and_(*guards)) if guards else counted
 
 
-def _update(columns: frozenset[str]) -> WriteBuilder:
-    values: dict[str, object] = {column: bindparam(column) for column in columns}
+def _update(changes: frozenset[str]) -> WriteBuilder:
+    columns = [
+        column for change in changes for column in (DUE_COLUMNS if change == "due" else (change,))
+    ]
+    values: dict[str, object] = {
+        column: bindparam(column, type_=tasks.c[column].type) for column in columns
+    }
     if "completed" in columns:
         # Completing keeps the first completion time when completing twice; reopening clears it.
         values["completed_at"] = case(
@@ -207,19 +257,28 @@ def _unchanged(*guards: Guard) -> Write:
     return select(*TASK_COLUMNS).where(*_THIS_TASK, *guards)
 
 
-# Keyed by the set of columns the update sets; the empty set reads the task.
-UPDATE_TASK = {
-    frozenset(columns): WriteStatements.of(
-        _update(frozenset(columns)) if columns else _unchanged, status=200, version=_VERSION
+@cache
+def update_task(changes: frozenset[str]) -> WriteStatements:
+    """The update of the fields in ``changes`` (of UPDATABLE); none reads the task. Compiled on
+    first use: 32 variants, most of which a deployment never sends."""
+    if not changes <= set(UPDATABLE):
+        raise TypeError(f"not updatable: {', '.join(sorted(changes - set(UPDATABLE)))}")
+    return WriteStatements.of(
+        _update(changes) if changes else _unchanged, status=200, version=_VERSION
     )
+
+
+# Every variant of update_task, for the tests that check each statement.
+UPDATE_VARIANTS = tuple(
+    frozenset(columns)
     for size in range(len(UPDATABLE) + 1)
     for columns in combinations(UPDATABLE, size)
-}
+)
 
 
 def _newest_first(
-    columns: tuple[Column[object], ...],
-    by: Column[object],
+    columns: tuple[ColumnElement[Any], ...],
+    by: Column[Any],
     conditions: list[ColumnElement[bool]],
     *,
     after_cursor: bool,
@@ -243,22 +302,6 @@ def _newest_first(
     )
 
 
-# Keyed by (filters on completed, filters on a list, continues after a cursor).
-LIST_TASKS = {
-    (by_completed, by_list, after_cursor): _newest_first(
-        TASK_COLUMNS,
-        tasks.c.created_at,
-        [
-            _OWNED,
-            *([tasks.c.completed == bindparam("completed")] if by_completed else []),
-            *([tasks.c.list_id == bindparam("list_id")] if by_list else []),
-        ],
-        after_cursor=after_cursor,
-    )
-    for by_completed in (False, True)
-    for by_list in (False, True)
-    for after_cursor in (False, True)
-}
 # The trash, most recently deleted first; keyed by whether the listing continues after a cursor.
 LIST_TRASH = {
     after_cursor: _newest_first(

@@ -23,6 +23,8 @@ from app.idempotency.statements import WriteStatements
 from app.lists import statements as list_statements
 from app.positions.placement import PlacementStatements
 from app.tasks import statements as task_statements
+from app.tasks.listing import FILTERS, SORT_NAMES, Listing, Shape, SortCursor
+from app.tasks.listing import statement as listing_statement
 from app.tasks.trash_purge import TRASH_RETENTION
 
 things = table("things", column("a"), column("b"), column("c"))
@@ -146,14 +148,38 @@ def _compiled(value: object) -> list[Statement]:
     return []
 
 
+def _listing_shapes() -> list[Shape]:
+    """Every order in both directions, fresh and after a cursor, with every filter and with each
+    kind of search."""
+    shapes = []
+    for sort in SORT_NAMES:
+        for descending in (False, True):
+            for after in (None, "value", *(("null",) if sort == "due" else ())):
+                for search in ("both", "words", "prefix", None):
+                    if search is None and sort == "relevance":
+                        continue
+                    for filters in (frozenset(), frozenset(FILTERS)):
+                        shapes.append(Shape(filters, search, sort, descending, after))  # type: ignore[arg-type]
+    return shapes
+
+
 def _task_statements() -> list[Statement]:
     """Every statement the task and list modules compile, found by walking them, so a new one
-    cannot be left out."""
+    cannot be left out; every update variant, and the list route's shapes."""
     return [
-        statement
-        for module in (task_statements, list_statements)
-        for value in vars(module).values()
-        for statement in _compiled(value)
+        *(
+            statement
+            for module in (task_statements, list_statements)
+            for value in vars(module).values()
+            for statement in _compiled(value)
+            if statement.sql.startswith(("SELECT", "INSERT", "UPDATE", "DELETE", "WITH"))
+        ),
+        *(
+            statement
+            for changes in task_statements.UPDATE_VARIANTS
+            for statement in _variants(task_statements.update_task(changes))
+        ),
+        *(listing_statement(shape) for shape in _listing_shapes()),
     ]
 
 
@@ -221,14 +247,22 @@ async def test_every_compiled_statement_is_accepted_by_postgresql(database: Data
 async def test_the_task_list_statement_runs_with_every_filter(
     database: Database, clean_database: None
 ) -> None:
-    statement = task_statements.LIST_TASKS[True, True, True]
-    rows = await database.fetch_all(
-        statement,
-        owner_id=uuid.uuid4(),
+    listing = Listing.of(
         completed=False,
         list_id=uuid.uuid4(),
-        after_created_at=datetime.now(UTC),
-        after_id=uuid.uuid4(),
-        limit=5,
+        priority=2,
+        due_before=datetime.now(UTC),
+        due_after=datetime.now(UTC),
+        overdue=True,
+        tz="Europe/Berlin",
+        q='"weekly report" -draft gro',
+        sort="-due",
+        cursor=SortCursor(
+            sort="due", descending=True, id=uuid.uuid4(), key=datetime.now(UTC)
+        ).encode(),
+    )
+    assert listing is not None
+    rows = await database.fetch_all(
+        listing_statement(listing.shape), owner_id=uuid.uuid4(), limit=5, **listing.values
     )
     assert rows == []

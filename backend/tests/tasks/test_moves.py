@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.db.database import Database
 from app.lists.repository import ListRepository
 from app.positions.keys import POSITION_MAX_LENGTH, REBALANCE_ABOVE, append_key, key_between
+from app.tasks.listing import Listing
 from app.tasks.repository import TaskRepository
 from tests.fixtures.accounts import Account
 from tests.fixtures.tasks import create_task, etag, task_row
@@ -291,7 +292,7 @@ async def test_any_sequence_of_moves_reads_back_in_the_models_order(
         destination.insert(index, item)
         where[item] = target
     for list_id, expected in model.items():
-        rows = await tasks.list(limit=500, list_id=list_id)
+        rows = await tasks.list(Listing.of(list_id=list_id), limit=500)
         assert [row["id"] for row in sorted(rows, key=lambda row: row["position"])] == expected
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.database import Database, Row
 from app.tasks.errors import TaskNotFoundError
+from app.tasks.listing import Listing
 from app.tasks.pagination import Cursor
 from app.tasks.repository import TaskRepository
 from tests.fixtures.accounts import Account
@@ -104,7 +105,7 @@ async def test_list_never_contains_another_owners_tasks(
     their_task = await theirs.create(title="theirs")
 
     assert _ids(await theirs.list(limit=10)) == [their_task["id"]]
-    assert _ids(await theirs.list(limit=10, completed=False)) == [their_task["id"]]
+    assert _ids(await theirs.list(Listing.of(completed=False), limit=10)) == [their_task["id"]]
     assert _ids(await mine.list(limit=10)) == [my_task["id"]]
 
 
@@ -114,8 +115,9 @@ async def test_list_with_a_cursor_from_another_owners_task_stays_scoped(
     cursor = Cursor(at=my_task["created_at"], id=my_task["id"])
     later = datetime(2100, 1, 1, tzinfo=UTC)
 
-    assert await theirs.list(limit=10, after=cursor) == []
-    assert await theirs.list(limit=10, after=Cursor(at=later, id=uuid.uuid4())) == []
+    assert await theirs.list(Listing.of(cursor=cursor.encode()), limit=10) == []
+    far = Cursor(at=later, id=uuid.uuid4()).encode()
+    assert await theirs.list(Listing.of(cursor=far), limit=10) == []
 
 
 @pytest.mark.parametrize("write", WRITES)
@@ -180,11 +182,13 @@ async def test_list_is_newest_first_and_filters_on_completed(mine: TaskRepositor
     await mine.toggle(first["id"])
 
     assert _ids(await mine.list(limit=10)) == [second["id"], first["id"]]
-    assert _ids(await mine.list(limit=10, completed=True)) == [first["id"]]
-    assert _ids(await mine.list(limit=10, completed=False)) == [second["id"]]
+    assert _ids(await mine.list(Listing.of(completed=True), limit=10)) == [first["id"]]
+    assert _ids(await mine.list(Listing.of(completed=False), limit=10)) == [second["id"]]
     assert _ids(await mine.list(limit=1)) == [second["id"]]
     after_second = Cursor(at=second["created_at"], id=second["id"])
-    assert _ids(await mine.list(limit=10, after=after_second)) == [first["id"]]
+    assert _ids(await mine.list(Listing.of(cursor=after_second.encode()), limit=10)) == [
+        first["id"]
+    ]
 
 
 async def test_list_breaks_created_at_ties_by_id_descending(
@@ -205,7 +209,9 @@ async def test_list_breaks_created_at_ties_by_id_descending(
 
     assert _ids(listed) == by_id_desc
     after_first = Cursor(at=listed[0]["created_at"], id=by_id_desc[0])
-    assert _ids(await mine.list(limit=10, after=after_first)) == by_id_desc[1:]
+    assert (
+        _ids(await mine.list(Listing.of(cursor=after_first.encode()), limit=10)) == by_id_desc[1:]
+    )
 
 
 async def test_update_returns_the_fresh_row(
