@@ -52,8 +52,9 @@ SORT_NAMES: tuple[SortName, ...] = (
 SORT_PATTERN = r"^-?(position|due|priority|created|updated|relevance)$"
 # What a filter compares, by the name of its query parameter.
 FILTERS = ("completed", "list_id", "priority", "due_before", "due_after", "overdue", "not_overdue")
-# Search: the words of the query (websearch syntax), its last word as a prefix, or both.
-SearchShape = Literal["words", "prefix", "both"]
+# Search: the words of the query (websearch syntax), its last word as a prefix, both, or
+# either (the words end with "or" before the last word).
+SearchShape = Literal["words", "prefix", "both", "either"]
 # The key a row carries for its cursor when the order is not one of the task's own fields.
 SORT_KEY = "sort_key"
 CURSOR_PATTERN = r"^[A-Za-z0-9_-]{24,96}$"
@@ -61,6 +62,8 @@ MAX_QUERY_LENGTH = 200
 
 _LAST_WORD = re.compile(r"(\w+)$")
 _ANY_WORD = re.compile(r"\w")
+# websearch_to_tsquery's "or" between the words and the last one.
+_TRAILING_OR = re.compile(r"\s+or\s+$", re.IGNORECASE)
 _CONFIG: ColumnElement[Any] = literal_column(f"'{SEARCH_CONFIG}'::regconfig")
 
 
@@ -88,7 +91,7 @@ def _search_query(shape: SearchShape) -> ColumnElement[Any]:
         return words
     if shape == "prefix":
         return prefix
-    return words.op("&&")(prefix)
+    return words.op("||" if shape == "either" else "&&")(prefix)
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +193,7 @@ class Search:
 
     words: str | None
     prefix: str | None
+    either: bool = False  # "a or b": the words or the prefix
 
     @classmethod
     def of(cls, text: str) -> Search:
@@ -198,12 +202,17 @@ class Search:
         # Not a word inside an unclosed quote (a phrase) or after a minus (excluded).
         if last and text.count('"') % 2 == 0 and not text[: last.start()].endswith("-"):
             head, prefix = text[: last.start()], last.group(1)
-        return cls(words=head if _ANY_WORD.search(head) else None, prefix=prefix)
+        either = False
+        if prefix is not None:
+            joined = _TRAILING_OR.search(head)
+            if joined:
+                head, either = head[: joined.start()], True
+        return cls(words=head if _ANY_WORD.search(head) else None, prefix=prefix, either=either)
 
     @property
     def shape(self) -> SearchShape | None:
         if self.words is not None and self.prefix is not None:
-            return "both"
+            return "either" if self.either else "both"
         if self.words is not None:
             return "words"
         return "prefix" if self.prefix is not None else None
