@@ -9,11 +9,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import random
 import secrets
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -37,6 +38,81 @@ TASKS_PER_USER = 50
 # holding them would have, then gets CHANGES_AFTER_CURSOR new tasks: one full page of /changes.
 SYNCERS = 20
 CHANGES_AFTER_CURSOR = 1000
+# W5's users: each keeps ORGANISED_TASKS tasks in one list of their own, read in position order.
+ORGANISERS = 20
+ORGANISED_TASKS = 1000
+# W6's users: each has SEARCHED_TASKS tasks whose titles and descriptions are drawn from a
+# vocabulary, searched with each of SEARCHES (a word, a prefix being typed, two words).
+SEARCHERS = 5
+SEARCHED_TASKS = 10_000
+SEARCHES = ("q=report", "q=gro", "q=weekly%20rev", "q=%22call%20the%22")
+VOCABULARY = [
+    "report",
+    "review",
+    "weekly",
+    "groceries",
+    "call",
+    "the",
+    "plan",
+    "send",
+    "draft",
+    "budget",
+    "meeting",
+    "notes",
+    "invoice",
+    "garden",
+    "repair",
+    "book",
+    "flight",
+    "hotel",
+    "dentist",
+    "school",
+    "pick",
+    "up",
+    "order",
+    "return",
+    "package",
+    "email",
+    "update",
+    "slides",
+    "prepare",
+    "quarterly",
+    "figures",
+    "clean",
+    "kitchen",
+    "laundry",
+    "water",
+    "plants",
+    "pay",
+    "rent",
+    "renew",
+    "passport",
+    "gym",
+    "run",
+    "birthday",
+    "gift",
+    "party",
+    "cake",
+    "bake",
+    "bread",
+    "milk",
+    "eggs",
+    "coffee",
+    "fix",
+    "bike",
+    "paint",
+    "fence",
+    "gate",
+    "car",
+    "insurance",
+    "taxes",
+    "doctor",
+    "appointment",
+    "team",
+    "lunch",
+    "project",
+    "deadline",
+]
 PASSWORD = "bench-password-not-secret"
 TOKEN_LIFETIME = timedelta(hours=12)
 # The task columns the seed fills in; any other column of the table takes its default.
@@ -70,6 +146,8 @@ class SeededDatabase:
     max_connections: int
     postmaster_pid: int | None  # None when the server is not on this machine
     syncers_file: Path | None = None  # "<id> <token> since=<cursor>&limit=1000" (C1 only)
+    organisers_file: Path | None = None  # "<id> <token> list_id=...&sort=position&limit=50"
+    searchers_file: Path | None = None  # "<id> <token> q=...&limit=50", a line per search
 
 
 def asyncpg_dsn(url: str) -> str:
@@ -123,9 +201,11 @@ def fresh_database(server_url: str) -> Iterator[str]:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-async def prepare(url: str, out_dir: Path, *, syncers: bool = False) -> SeededDatabase:
-    """Migrate, seed readers and writers (and the syncers if asked), mint tokens, write the wrk
-    data files."""
+async def prepare(
+    url: str, out_dir: Path, *, syncers: bool = False, organised: bool = False
+) -> SeededDatabase:
+    """Migrate, seed readers and writers (and the syncers, the organisers and the searchers if
+    asked), mint tokens, write the wrk data files."""
     jwt_secret = secrets.token_urlsafe(48)
     settings = load_settings(database_url=url, jwt_secret=jwt_secret)
     engine = create_engine(settings)
@@ -145,7 +225,12 @@ async def prepare(url: str, out_dir: Path, *, syncers: bool = False) -> SeededDa
         await _seed(connection, "reader", readers, password_hash)
         await _seed(connection, "writer", writers, password_hash)
         sync_queries = await _seed_syncers(connection, syncer_users, password_hash)
-        await connection.execute("ANALYZE users; ANALYZE tasks")
+        organised_queries: dict[uuid.UUID, str] = {}
+        searches: list[tuple[uuid.UUID, str]] = []
+        if organised:
+            organised_queries = await _seed_organisers(connection, password_hash)
+            searches = await _seed_searchers(connection, password_hash)
+        await connection.execute("ANALYZE users; ANALYZE lists; ANALYZE tasks")
         server_version = await connection.fetchval("SHOW server_version")
         max_connections = int(await connection.fetchval("SHOW max_connections"))
         postmaster_pid = _local_postmaster(await connection.fetchval("SELECT pg_backend_pid()"))
@@ -160,7 +245,15 @@ async def prepare(url: str, out_dir: Path, *, syncers: bool = False) -> SeededDa
     syncers_file = out_dir / "syncers.txt" if syncer_users else None
     if syncers_file is not None:
         _write_data_file(syncers_file, sync_queries, codec)
+    organisers_file = searchers_file = None
+    if organised:
+        organisers_file = out_dir / "organisers.txt"
+        _write_data_file(organisers_file, organised_queries, codec)
+        searchers_file = out_dir / "searchers.txt"
+        _write_lines(searchers_file, searches, codec)
     return SeededDatabase(
+        organisers_file=organisers_file,
+        searchers_file=searchers_file,
         url=url,
         jwt_secret=jwt_secret,
         readers_file=readers_file,
@@ -239,8 +332,69 @@ async def _copy_tasks(
     await connection.copy_records_to_table("tasks", columns=columns, records=records)
 
 
+async def _seed_organisers(
+    connection: asyncpg.Connection, password_hash: str
+) -> dict[uuid.UUID, str]:
+    """W5: each organiser's ORGANISED_TASKS tasks in one list (appended in order by the change
+    trigger, as creates would be); the query string of the list in position order."""
+    users = [BenchUser(id=uuid.uuid4(), task_ids=[]) for _ in range(ORGANISERS)]
+    await _seed(connection, "organiser", users, password_hash)
+    queries = {}
+    for user in users:
+        list_id = await connection.fetchval(
+            "INSERT INTO lists (user_id, name) VALUES ($1, 'Errands') RETURNING id", user.id
+        )
+        await connection.copy_records_to_table(
+            "tasks",
+            columns=["user_id", "list_id", "title", "completed", "completed_at"],
+            records=[
+                (user.id, list_id, f"Errand {number}", False, None)
+                for number in range(ORGANISED_TASKS)
+            ],
+        )
+        queries[user.id] = f"list_id={list_id}&sort=position&limit=50"
+    return queries
+
+
+async def _seed_searchers(
+    connection: asyncpg.Connection, password_hash: str
+) -> list[tuple[uuid.UUID, str]]:
+    """W6: each searcher's SEARCHED_TASKS tasks, worded from VOCABULARY (a fixed seed, so every
+    run searches the same text); a line per (searcher, search)."""
+    rng = random.Random(6)
+    today = datetime.now(UTC).date()
+    users = [BenchUser(id=uuid.uuid4(), task_ids=[]) for _ in range(SEARCHERS)]
+    await _seed(connection, "searcher", users, password_hash)
+    for user in users:
+        records = []
+        for _ in range(SEARCHED_TASKS):
+            # A third of them due on a day of the coming year (sort=due's EXPLAIN reads them).
+            day = today + timedelta(days=rng.randrange(365)) if rng.random() < 1 / 3 else None
+            records.append(
+                (
+                    user.id,
+                    " ".join(rng.choices(VOCABULARY, k=rng.randint(2, 6))).capitalize(),
+                    " ".join(rng.choices(VOCABULARY, k=rng.randint(0, 12))) or None,
+                    day,
+                    datetime.combine(day, time(0), UTC) if day else None,
+                )
+            )
+        await connection.copy_records_to_table(
+            "tasks",
+            columns=["user_id", "title", "description", "due_date", "due_at"],
+            records=records,
+        )
+    return [(user.id, f"{search}&limit=50") for user in users for search in SEARCHES]
+
+
 def _task_lists(users: list[BenchUser]) -> dict[uuid.UUID, str]:
     return {user.id: ",".join(map(str, user.task_ids)) for user in users}
+
+
+def _write_lines(path: Path, lines: list[tuple[uuid.UUID, str]], codec: TokenCodec) -> None:
+    """As _write_data_file, with several lines for one user."""
+    tokens = {user_id: codec.issue(user_id, uuid.uuid4()).value for user_id, _ in lines}
+    path.write_text("".join(f"{user_id} {tokens[user_id]} {third}\n" for user_id, third in lines))
 
 
 def _write_data_file(path: Path, third_fields: dict[uuid.UUID, str], codec: TokenCodec) -> None:

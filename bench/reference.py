@@ -2,8 +2,10 @@
 
 It answers the four benchmark routes with the statements the service runs (imported from
 `app.tasks.statements`, the same compiled SQL, with a ``LIMIT 101`` page), serialised with
-orjson, and C1's ``GET /api/{user_id}/changes?since=&limit=`` with the feed's two statements
-in one read-only repeatable-read transaction, as `app.changes.feed` runs them. The table in
+orjson; W5's and W6's listings with the list route's statement for their query
+(`app.tasks.listing`); and C1's ``GET /api/{user_id}/changes?since=&limit=`` with the
+feed's two statements in one read-only repeatable-read transaction, as `app.changes.feed`
+runs them. The table in
 bench/RESULTS.md shows the service as a fraction of this app's req/s, measured in the same
 sitting, so the ratio says what the full stack (routing, JWT auth, validation, logging,
 metrics) costs over the raw driver.
@@ -31,7 +33,7 @@ from app.db.statements import Statement
 from app.db.url import parse_database_url
 from app.settings import Settings
 from app.tasks.due import NO_DUE
-from app.tasks.listing import Shape
+from app.tasks.listing import SORT_KEY, Listing, Shape
 from app.tasks.listing import statement as listing_statement
 from app.tasks.statements import CREATE_TASK, GET_TASK, TASK_COLUMNS, TOGGLE_TASK
 
@@ -183,7 +185,24 @@ async def _serve_tasks(
     parts = scope["path"].split("/")
     method = scope["method"]
     status = 200
-    if task_id is None and method == "GET":
+    if task_id is None and method == "GET" and scope["query_string"]:
+        # W5, W6: the list route's statement for the query (tasks/listing.py), its page as is.
+        query = parse_qs(scope["query_string"].decode())
+        listing = Listing.of(
+            list_id=uuid.UUID(query["list_id"][0]) if "list_id" in query else None,
+            q=query["q"][0] if "q" in query else None,
+            sort=query["sort"][0] if "sort" in query else None,
+        )
+        assert listing is not None
+        limit = int(query["limit"][0])
+        values = {"owner_id": user_id, "limit": limit + 1, **listing.values}
+        statement = listing_statement(listing.shape)
+        rows = await _pool.fetch(statement.sql, *statement.arguments(values))
+        page = [dict(row) for row in rows[:limit]]
+        for row in page:
+            row.pop(SORT_KEY, None)
+        body = orjson.dumps(page, default=str)
+    elif task_id is None and method == "GET":
         rows = await _pool.fetch(
             LIST_SQL.sql, *LIST_SQL.arguments({"owner_id": user_id, "limit": PAGE_SIZE + 1})
         )

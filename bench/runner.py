@@ -30,6 +30,7 @@ from bench.load import (
     DEFAULT_WORKLOADS,
     FEED_WORKLOADS,
     OPT_IN_WORKLOADS,
+    ORGANISED_WORKLOADS,
     WORKLOADS,
     WRITE_WORKLOADS,
     RunResult,
@@ -195,6 +196,10 @@ class Bench:
         if workload in FEED_WORKLOADS:
             assert self.db.syncers_file is not None  # seeded when a feed workload is asked for
             return self.db.syncers_file
+        if workload in ORGANISED_WORKLOADS:
+            data = self.db.organisers_file if workload == "w5" else self.db.searchers_file
+            assert data is not None  # seeded when W5 or W6 is asked for
+            return data
         return self.db.writers_file if workload in WRITE_WORKLOADS else self.db.readers_file
 
     restarts: int = 0
@@ -402,6 +407,11 @@ def _exit_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
 
 
+def _asked_for(args: argparse.Namespace, workloads: frozenset[str]) -> bool:
+    """Whether a run of the matrix needs the users those workloads read (seeded on demand)."""
+    return not args.streams and any(name in workloads for name in args.workloads)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     _exit_on_sigterm()
@@ -426,9 +436,11 @@ def main(argv: list[str] | None = None) -> int:
         + "; creating a fresh database"
     )
     extra_env = dict(args.env)
-    feed = not args.streams and any(name in FEED_WORKLOADS for name in args.workloads)
+    feed = _asked_for(args, FEED_WORKLOADS)
     with fresh_database(server_url) as url:
-        db = asyncio.run(prepare(url, out, syncers=feed))
+        db = asyncio.run(
+            prepare(url, out, syncers=feed, organised=_asked_for(args, ORGANISED_WORKLOADS))
+        )
         log(
             f"seeded in {time.monotonic() - began:.0f}s: PostgreSQL {db.server_version}, "
             f"max_connections {db.max_connections}"

@@ -3,8 +3,10 @@
 --                      | w3k (create, with an Idempotency-Key)
 --                      | w4k (toggle, with an Idempotency-Key and If-Match)
 --                      | c1 (GET /changes with the user's cursor: one page of 1,000 changes)
+--                      | w5 (GET /tasks of one list by position) | w6 (GET /tasks?q=, a search)
 --   BENCH_DATA         a file with one line per user: "<user_id> <token> <task_id>,<task_id>,..."
---                      (c1: "<user_id> <token> <query string of /changes>", bench/database.py)
+--                      (c1: "<user_id> <token> <query string of /changes>"; w5, w6: the query
+--                      string of /tasks; bench/database.py)
 --   BENCH_RUN_ID       random, one per wrk run: the prefix of every Idempotency-Key, so keys
 --                      never repeat across runs on the same database (w3k, w4k)
 --   BENCH_THREADS      wrk's -t (w4k)
@@ -81,6 +83,7 @@ function init(args)
          all[#all + 1] = {
             prefix = "/api/" .. id .. "/tasks",
             changes = "/api/" .. id .. "/changes?" .. tasks, -- c1 only: the third field
+            listing = "/api/" .. id .. "/tasks?" .. tasks, -- w5, w6 only
             tasks = split_ids(tasks),
             auth = auth,
             headers = { ["Authorization"] = auth },
@@ -189,6 +192,8 @@ function request()
       return wrk.format("POST", user.prefix, user.json_headers, body)
    elseif workload == "c1" then
       return wrk.format("GET", user.changes, user.headers)
+   elseif workload == "w5" or workload == "w6" then
+      return wrk.format("GET", user.listing, user.headers)
    elseif workload == "w4" then
       local task = user.tasks[math.random(#user.tasks)]
       return wrk.format("PATCH", user.prefix .. "/" .. task .. "/complete", user.headers)

@@ -17,9 +17,16 @@ import zoneinfo
 from functools import cache
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    JsonValue,
+    Tag,
+    model_validator,
+)
 
-from app.http.schemas import RequestBody
 from app.tasks.models import TIMEZONE_MAX_LENGTH
 
 TimeZoneName = Annotated[
@@ -40,6 +47,11 @@ def _zone_names() -> frozenset[str]:
     return frozenset(zoneinfo.available_timezones())
 
 
+def _zone_enum() -> list[JsonValue]:
+    # The schema lists every name, so a client (and a fuzzer) knows exactly what is accepted.
+    return [*sorted(_zone_names())]
+
+
 def time_zone(name: str) -> zoneinfo.ZoneInfo:
     """The zone of an IANA name; ValueError for any other string."""
     if name not in _zone_names():
@@ -47,61 +59,90 @@ def time_zone(name: str) -> zoneinfo.ZoneInfo:
     return zoneinfo.ZoneInfo(name)
 
 
-class DueIn(RequestBody):
-    """``{"date": "2026-05-01"}`` (all day) or ``{"datetime": "2026-05-01T09:00:00",
-    "timezone": "Europe/Berlin"}`` (a wall-clock time, without an offset, in that zone)."""
+# A wall-clock time as ISO 8601 writes it, without an offset (the zone says where it is).
+WALL_CLOCK_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?$"
+# Exact keys only: a date with a zone, or a time without one, is refused, not half-read.
+_DUE_CONFIG = ConfigDict(extra="forbid", strict=True, populate_by_name=False)
 
-    # Not strict: JSON has no date types; the strings are ISO 8601.
-    day: dt.date | None = Field(default=None, alias="date", strict=False)
-    wall_clock: dt.datetime | None = Field(default=None, alias="datetime", strict=False)
-    timezone: TimeZoneName | None = None
+
+class DueDayIn(BaseModel):
+    """All day: ``{"date": "2026-05-01"}``."""
+
+    model_config = _DUE_CONFIG
+    # Not strict: JSON has no date type; the string is ISO 8601.
+    day: dt.date = Field(alias="date", strict=False)
+
+    def columns(self) -> dict[str, Any]:
+        return {
+            "due_date": self.day,
+            "due_datetime": None,
+            "due_timezone": None,
+            "due_at": dt.datetime.combine(self.day, dt.time(0), dt.UTC),
+        }
+
+
+class DueTimeIn(BaseModel):
+    """At a time: ``{"datetime": "2026-05-01T09:00:00", "timezone": "Europe/Berlin"}``."""
+
+    model_config = _DUE_CONFIG
+    wall_clock: str = Field(
+        alias="datetime",
+        pattern=WALL_CLOCK_PATTERN,
+        description="A wall-clock time without an offset, read in timezone",
+        examples=["2026-05-01T09:00:00"],
+    )
+    timezone: str = Field(
+        description="An IANA time zone name",
+        examples=["Europe/Berlin"],
+        json_schema_extra={"enum": _zone_enum()},
+    )
 
     @model_validator(mode="after")
-    def _one_kind(self) -> DueIn:
-        if self.day is not None:
-            if self.wall_clock is not None or self.timezone is not None:
-                raise ValueError("give date alone, or datetime with timezone")
-            return self
-        if self.wall_clock is None or self.timezone is None:
-            raise ValueError("give date alone, or datetime with timezone")
-        if self.wall_clock.tzinfo is not None:
-            raise ValueError(
-                "datetime is a wall-clock time without an offset; the zone is timezone"
-            )
-        if self.wall_clock.microsecond:
-            raise ValueError("datetime has whole seconds")
-        zone = time_zone(self.timezone)
+    def _a_real_time(self) -> DueTimeIn:
+        time_zone(self.timezone)
         try:
-            self.wall_clock.replace(tzinfo=zone).astimezone(dt.UTC)
+            self.instant()
+        except ValueError:
+            raise ValueError("datetime is not a date and time of the calendar") from None
         except OverflowError:
             raise ValueError("datetime is out of range") from None
         return self
 
+    def local(self) -> dt.datetime:
+        return dt.datetime.fromisoformat(self.wall_clock)
+
+    def instant(self) -> dt.datetime:
+        # fold=0 (the default): RFC 5545's reading of skipped and repeated times (the top).
+        return self.local().replace(tzinfo=time_zone(self.timezone)).astimezone(dt.UTC)
+
     def columns(self) -> dict[str, Any]:
-        """The task's due columns for this due."""
-        if self.day is not None:
-            return {
-                "due_date": self.day,
-                "due_datetime": None,
-                "due_timezone": None,
-                "due_at": dt.datetime.combine(self.day, dt.time(0), dt.UTC),
-            }
-        assert self.wall_clock is not None  # validated
-        assert self.timezone is not None
-        # fold=0 (the default): RFC 5545's reading of skipped and repeated times (see the top).
-        instant = self.wall_clock.replace(tzinfo=time_zone(self.timezone)).astimezone(dt.UTC)
+        local = self.local()
         return {
-            "due_date": self.wall_clock.date(),
-            "due_datetime": self.wall_clock,
+            "due_date": local.date(),
+            "due_datetime": local,
             "due_timezone": self.timezone,
-            "due_at": instant,
+            "due_at": self.instant(),
         }
 
 
+def _due_kind(value: Any) -> str | None:
+    # Which of the two a due is, by its keys, so an error names that one's fields only.
+    if isinstance(value, dict):
+        return "date" if "date" in value else "datetime"
+    if isinstance(value, DueDayIn | DueTimeIn):
+        return "date" if isinstance(value, DueDayIn) else "datetime"
+    return None
+
+
+DueIn = Annotated[
+    Annotated[DueDayIn, Tag("date")] | Annotated[DueTimeIn, Tag("datetime")],
+    Discriminator(_due_kind),
+]
 NO_DUE: dict[str, Any] = dict.fromkeys(("due_date", "due_datetime", "due_timezone", "due_at"))
 
 
-def due_columns(due: DueIn | None) -> dict[str, Any]:
+def due_columns(due: DueDayIn | DueTimeIn | None) -> dict[str, Any]:
+    """The task's due columns for ``due`` (None: no due)."""
     return NO_DUE if due is None else due.columns()
 
 

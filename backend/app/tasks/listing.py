@@ -23,6 +23,7 @@ from sqlalchemy import (
     Date,
     and_,
     bindparam,
+    exists,
     false,
     func,
     literal_column,
@@ -37,7 +38,7 @@ from app.http.errors import ValidationFailedError
 from app.tasks.errors import InvalidCursorError
 from app.tasks.models import COMBINING_MARKS, SEARCH_CONFIG
 from app.tasks.pagination import Cursor
-from app.tasks.statements import TASK_COLUMNS, tasks
+from app.tasks.statements import TASK_COLUMNS, lists, tasks
 
 SortName = Literal["position", "due", "priority", "created", "updated", "relevance"]
 SORT_NAMES: tuple[SortName, ...] = (
@@ -124,6 +125,9 @@ def _overdue() -> ColumnElement[bool]:
     # listing's zone (tz).
     today = func.timezone(bindparam("tz", type_=tasks.c.due_timezone.type), func.now()).cast(Date)
     return and_(
+        # Implied by what follows (a day is due at its 00:00 UTC, and no zone's today begins
+        # more than a day after UTC's now), and lets the due index find the candidates.
+        tasks.c.due_at < func.now() + literal_column("interval '1 day'"),
         ~tasks.c.completed,
         or_(
             and_(tasks.c.due_timezone.is_not(None), tasks.c.due_at < func.now()),
@@ -150,15 +154,32 @@ def statement(shape: Shape) -> Statement:
     """The statement of one shape; binds ``owner_id``, ``limit``, each filter's value, the
     search's ``q_words``/``q_prefix``, and after a cursor ``after_key`` and ``after_id``."""
     key = _key(shape)
+    if "list_id" in shape.filters:
+        # One list of the owner: the owner is checked on the list, once, and the list's index
+        # finds its tasks, which are all the list owner's (the composite foreign key). A filter
+        # on the tasks' owner would offer the planner the owner's index too, whose overlap with
+        # the list's it cannot estimate (it expects a handful of rows and sorts a bitmap scan
+        # of the whole list instead of reading the position index in order: bench/RESULTS.md).
+        owner: ColumnElement[bool] = exists().where(
+            lists.c.id == bindparam("list_id"), lists.c.user_id == bindparam("owner_id")
+        )
+    else:
+        owner = tasks.c.user_id == bindparam("owner_id")
     conditions: list[ColumnElement[bool]] = [
-        tasks.c.user_id == bindparam("owner_id"),
+        owner,
         tasks.c.deleted_at.is_(None),
         *(_filter(name) for name in sorted(shape.filters)),
     ]
     if shape.search is not None:
         conditions.append(tasks.c.search.op("@@")(_search_query(shape.search)))
     after_id = bindparam("after_id", type_=tasks.c.id.type)
-    if shape.after == "null":  # sort=due, after a task without a due: the rest of those
+    # A list's live tasks have distinct positions (a unique constraint): the position alone is
+    # a total order, which its index serves with no sort.
+    by_id = shape.sort != "position"
+    if shape.after == "value" and not by_id:
+        after_key = bindparam("after_key", type_=key.type)
+        conditions.append(key < after_key if shape.descending else key > after_key)
+    elif shape.after == "null":  # sort=due, after a task without a due: the rest of those
         conditions += [
             key.is_(None),
             tasks.c.id < after_id if shape.descending else tasks.c.id > after_id,
@@ -178,11 +199,9 @@ def statement(shape: Shape) -> Statement:
     columns = [*TASK_COLUMNS]
     if shape.sort in ("due", "relevance"):
         columns.append(key.label(SORT_KEY))
+    tie_break = [tasks.c.id.desc() if shape.descending else tasks.c.id.asc()] if by_id else []
     return compile_statement(
-        select(*columns)
-        .where(*conditions)
-        .order_by(order, tasks.c.id.desc() if shape.descending else tasks.c.id.asc())
-        .limit(bindparam("limit"))
+        select(*columns).where(*conditions).order_by(order, *tie_break).limit(bindparam("limit"))
     )
 
 
@@ -385,7 +404,8 @@ def _after(
     else:
         decoded = SortCursor.decode(cursor, sort=sort, descending=descending)
         key = decoded.key
-        values["after_id"] = decoded.id
+        if sort != "position":  # a position alone says where the page ends
+            values["after_id"] = decoded.id
     if key is None:
         return "null"
     values["after_key"] = key

@@ -109,9 +109,13 @@ async def test_the_export_is_the_account_and_every_task_as_stored(
 
     assert response.status_code == 200, response.text
     document = response.json()
-    assert set(document) == {"user", "tasks", "exported_at"}
+    assert set(document) == {"user", "lists", "tasks", "exported_at"}
     me = await client.get(ME_URL, headers=new_account.headers)
     assert document["user"] == me.json()
+    # The lists, as the list routes answer them, with deleted_at.
+    lists = await client.get(f"/api/{new_account.id}/lists", headers=new_account.headers)
+    assert document["lists"] == [{**row, "deleted_at": None} for row in lists.json()]
+    assert [row["name"] for row in document["lists"]] == ["Inbox"]
     rows = await stored_tasks(engine, new_account.id)
     assert len(document["tasks"]) == len(rows) == 3
     for task, row in zip(document["tasks"], rows, strict=True):
