@@ -20,6 +20,7 @@ asyncpg's defaults (statement cache on; a reset query on each release, as in any
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from typing import Any
@@ -57,7 +58,15 @@ async def _create_pool() -> asyncpg.Pool:
     if ssl_argument is not None:
         kwargs["ssl"] = ssl_argument
     return await asyncpg.create_pool(
-        dsn, min_size=pool_size, max_size=pool_size + overflow, **kwargs
+        dsn, min_size=pool_size, max_size=pool_size + overflow, init=_decode_json, **kwargs
+    )
+
+
+async def _decode_json(connection: asyncpg.Connection) -> None:
+    # As the service's connections do (SQLAlchemy's asyncpg dialect sets this codec): a task's
+    # due, built as json by the statement, arrives as an object.
+    await connection.set_type_codec(
+        "json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
     )
 
 

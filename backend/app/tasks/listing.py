@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import re
 import struct
+import unicodedata
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -20,7 +21,6 @@ from typing import Any, Literal
 from sqlalchemy import (
     REAL,
     ColumnElement,
-    Date,
     and_,
     bindparam,
     exists,
@@ -35,6 +35,7 @@ from sqlalchemy import (
 
 from app.db.statements import Statement, compile_statement
 from app.http.errors import ValidationFailedError
+from app.tasks.due import time_zone
 from app.tasks.errors import InvalidCursorError
 from app.tasks.models import COMBINING_MARKS, SEARCH_CONFIG
 from app.tasks.pagination import Cursor
@@ -58,11 +59,19 @@ FILTERS = ("completed", "list_id", "priority", "due_before", "due_after", "overd
 SearchShape = Literal["words", "prefix", "both", "either"]
 # The key a row carries for its cursor when the order is not one of the task's own fields.
 SORT_KEY = "sort_key"
-CURSOR_PATTERN = r"^[A-Za-z0-9_-]{24,96}$"
+# Newest first's 32 characters, or another order's "1." and its own (a prefix the first format
+# cannot have, so a cursor is never read as the other's).
+CURSOR_PATTERN = r"^([A-Za-z0-9_-]{32}|1\.[A-Za-z0-9_-]{22,96})$"
+_NEW_CURSOR = "1."
+_POSITION_KEY = re.compile(r"[0-9A-Za-z]{1,32}")
 MAX_QUERY_LENGTH = 200
+# A search's text: anything but NUL, which PostgreSQL's text cannot hold.
+QUERY_PATTERN = r"^[^\x00]+$"
 
 _LAST_WORD = re.compile(r"(\w+)$")
 _ANY_WORD = re.compile(r"\w")
+# A minus that starts a word (not one inside "e-mail") excludes it.
+_EXCLUDED = re.compile(r"(?:^|\s)-$")
 # websearch_to_tsquery's "or" between the words and the last one.
 _TRAILING_OR = re.compile(r"\s+or\s+$", re.IGNORECASE)
 _CONFIG: ColumnElement[Any] = literal_column(f"'{SEARCH_CONFIG}'::regconfig")
@@ -122,8 +131,9 @@ def _key(shape: Shape) -> ColumnElement[Any]:
 
 def _overdue() -> ColumnElement[bool]:
     # A timed due has passed its instant; an all-day one is overdue once its day is over in the
-    # listing's zone (tz).
-    today = func.timezone(bindparam("tz", type_=tasks.c.due_timezone.type), func.now()).cast(Date)
+    # listing's zone (tz), whose today the route binds (computed here, with the zones it
+    # validated, not with the database server's).
+    today = bindparam("today", type_=tasks.c.due_date.type)
     return and_(
         # Implied by what follows (a day is due at its 00:00 UTC, and no zone's today begins
         # more than a day after UTC's now), and lets the due index find the candidates.
@@ -216,10 +226,12 @@ class Search:
 
     @classmethod
     def of(cls, text: str) -> Search:
+        # Composed first, so that an accent typed as a combining mark stays in its word.
+        text = unicodedata.normalize("NFC", text)
         head, prefix = text, None
         last = _LAST_WORD.search(text)
-        # Not a word inside an unclosed quote (a phrase) or after a minus (excluded).
-        if last and text.count('"') % 2 == 0 and not text[: last.start()].endswith("-"):
+        # Not a word inside an unclosed quote (a phrase) or excluded (a minus starting it).
+        if last and text.count('"') % 2 == 0 and not _EXCLUDED.search(text[: last.start()]):
             head, prefix = text[: last.start()], last.group(1)
         either = False
         if prefix is not None:
@@ -274,11 +286,14 @@ class SortCursor:
             body = layout.pack((self.key - _EPOCH) // _MICROSECOND)
         else:
             body = layout.pack(self.key)
-        return base64.urlsafe_b64encode(head + body).decode().rstrip("=")
+        return _NEW_CURSOR + base64.urlsafe_b64encode(head + body).decode().rstrip("=")
 
     @classmethod
     def decode(cls, token: str, *, sort: SortName, descending: bool) -> SortCursor:
         """422 invalid_cursor for anything this order did not write."""
+        if not token.startswith(_NEW_CURSOR):
+            raise InvalidCursorError()
+        token = token.removeprefix(_NEW_CURSOR)
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
             version, code, id_bytes = _HEAD.unpack_from(raw)
@@ -294,7 +309,7 @@ class SortCursor:
                 key = None
             elif layout is None:
                 key = body.decode("ascii")
-                if not key or len(key) > 64:
+                if not _POSITION_KEY.fullmatch(key):
                     raise ValueError
             else:
                 (number,) = layout.unpack(body)
@@ -351,7 +366,7 @@ class Listing:
         filters = set(values)
         if overdue is not None:
             filters.add("overdue" if overdue else "not_overdue")
-            values["tz"] = tz
+            values["today"] = datetime.now(time_zone(tz)).date()
         search = Search.of(q) if q is not None else None
         if search is not None:
             if search.shape is None:

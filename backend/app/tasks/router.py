@@ -17,7 +17,13 @@ from app.tasks.deps import TaskRepoDep
 from app.tasks.due import TimeZoneName, time_zone
 from app.tasks.errors import InvalidTimeZoneError
 from app.tasks.listing import CURSOR_PATTERN as LISTING_CURSOR_PATTERN
-from app.tasks.listing import MAX_QUERY_LENGTH, SORT_KEY, SORT_PATTERN, Listing
+from app.tasks.listing import (
+    MAX_QUERY_LENGTH,
+    QUERY_PATTERN,
+    SORT_KEY,
+    SORT_PATTERN,
+    Listing,
+)
 from app.tasks.pagination import DEFAULT_PAGE_SIZE, PageLimit
 from app.tasks.responses import (
     CHANGE,
@@ -103,7 +109,10 @@ async def list_tasks(
         TimeZoneName, Query(description="The zone whose today overdue compares days with")
     ] = "UTC",
     q: Annotated[
-        Annotated[str, StringConstraints(min_length=1, max_length=MAX_QUERY_LENGTH)]
+        Annotated[
+            str,
+            StringConstraints(min_length=1, max_length=MAX_QUERY_LENGTH, pattern=QUERY_PATTERN),
+        ]
         | SkipJsonSchema[None],
         Query(
             description="Full-text search of title and description; the last word matches "

@@ -142,8 +142,11 @@ def stored_task(text: str) -> dict[str, Any]:
     would have returned it, so task_json writes the same bytes: the same fields in the same
     order, times as UTC datetimes (PostgreSQL writes them in the session's zone)."""
     stored = orjson.loads(text)
-    # A field added by a later migration was not in the first answer either: null, not a 500.
+    # A field added by a later migration was not in the first answer either: null, not a 500
+    # (priority: its default, as the column's was for the task then).
     task = {name: stored.get(name) for name in _FIELDS}
+    if task["priority"] is None:
+        task["priority"] = 0
     for name in _TIME_FIELDS:
         if task[name] is not None:
             task[name] = datetime.fromisoformat(task[name]).astimezone(UTC)

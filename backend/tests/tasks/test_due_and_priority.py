@@ -82,6 +82,7 @@ async def test_skipped_and_repeated_times_are_read_as_rfc_5545_reads_them(
         {"date": "2026-05-01", "datetime": "2026-05-01T09:00:00"},
         {"date": "2026-02-30"},
         {"date": 20260501},
+        {"date": 0},
         {},
         "2026-05-01",
     ],
@@ -213,6 +214,35 @@ async def test_overdue_takes_timed_dues_by_the_instant_and_days_by_the_zones_tod
         account.tasks_url, params={"overdue": "true", "tz": "Nowhere/Land"}, headers=account.headers
     )
     assert bad.status_code == 422
+
+
+async def test_an_all_day_due_is_overdue_by_the_listings_zone(
+    client: httpx.AsyncClient, account: Account
+) -> None:
+    """Today in Pago Pago (UTC-11) is always yesterday in Kiritimati (UTC+14), 25 hours ahead:
+    a task due today in Pago Pago is overdue there, not here."""
+    today_in_pago_pago = datetime.now(UTC).astimezone(ZoneInfo("Pacific/Pago_Pago")).date()
+    task = await create_task(client, account, "t", due={"date": today_in_pago_pago.isoformat()})
+    ahead = await listed(client, account, overdue="true", tz="Pacific/Kiritimati")
+    assert [found["id"] for found in ahead] == [task["id"]]
+    assert await listed(client, account, overdue="true", tz="Pacific/Pago_Pago") == []
+    behind = await listed(client, account, overdue="false", tz="Pacific/Pago_Pago")
+    assert [found["id"] for found in behind] == [task["id"]]
+
+
+@pytest.mark.parametrize("zone", ["localtime", "posixrules", "Factory"])
+async def test_a_host_file_is_not_a_time_zone(
+    client: httpx.AsyncClient, account: Account, zone: str
+) -> None:
+    due = {"datetime": "2026-05-01T09:00:00", "timezone": zone}
+    response = await client.post(
+        account.tasks_url, json={"title": "t", "due": due}, headers=account.headers
+    )
+    assert response.status_code == 422
+    listing = await client.get(
+        account.tasks_url, params={"overdue": "true", "tz": zone}, headers=account.headers
+    )
+    assert listing.status_code == 422
 
 
 async def test_priority_filters_and_sorts_with_ties_by_id(

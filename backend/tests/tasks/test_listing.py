@@ -146,6 +146,11 @@ async def test_a_page_boundary_inside_a_tie_loses_nothing(
         ({"priority": "4"}, None),
         ({"q": ""}, None),
         ({"q": "x" * 201}, None),
+        ({"q": "milk\x00"}, None),
+        (
+            {"sort": "position", "list_id": "00000000-0000-0000-0000-000000000000", "cursor": "1."},
+            None,
+        ),
     ],
 )
 async def test_a_bad_listing_is_refused(
@@ -168,6 +173,7 @@ async def test_a_cursor_of_one_order_is_refused_by_another(
     )
     link = first.headers["Link"]
     cursor = link[link.index("cursor=") + 7 : link.index(">")]
+    # A position cursor of exactly 32 characters once looked like newest first's own.
     for sort in ("-priority", "due", "created", "-created"):
         response = await client.get(
             account.tasks_url, params={"sort": sort, "cursor": cursor}, headers=account.headers

@@ -214,11 +214,12 @@ async def test_no_one_reaches_another_users_list(
     assert row["name"] == "Private"
     assert row["deleted_at"] is None
     assert (await task_row(engine, mine["id"]) or {})["list_id"] != uuid.UUID(theirs["id"])
-    # The filter shows nothing of theirs.
-    listed = await client.get(
-        account.tasks_url, params={"list_id": theirs["id"]}, headers=account.headers
-    )
-    assert listed.json() == []
+    # The filter shows nothing of theirs, though their list holds a task.
+    await create_task(client, other_account, "their task", list_id=theirs["id"])
+    for params in ({"list_id": theirs["id"]}, {"list_id": theirs["id"], "sort": "position"}):
+        listed = await client.get(account.tasks_url, params=params, headers=account.headers)
+        assert listed.status_code == 200
+        assert listed.json() == []
 
 
 async def test_rename_honours_if_match_and_idempotency_key(
