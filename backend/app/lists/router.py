@@ -12,6 +12,17 @@ from app.changes.repository import Written
 from app.http.conditional import none_match, version_etag
 from app.http.errors import error_responses
 from app.http.request_headers import IF_NONE_MATCH, documented
+from app.http.resources import (
+    ETAG_HEADER,
+    NOT_MODIFIED,
+    JSONBytesResponse,
+    item_location,
+    page_etag,
+    preconditions,
+    replayed,
+    versioned_response,
+    written,
+)
 from app.idempotency.deps import CHANGE_HEADERS, KEY_HEADERS, safe_write
 from app.idempotency.replay import StoredResponse
 from app.lists.deps import ListRepoDep
@@ -21,18 +32,10 @@ from app.lists.schemas import (
     ListMove,
     ListPatch,
     ListRead,
+    ListVersionConflict,
     list_json,
     lists_json,
     stored_list,
-)
-from app.tasks.responses import (
-    CHANGE,
-    ETAG_HEADER,
-    NOT_MODIFIED,
-    PRECONDITIONS,
-    TaskJSONResponse,
-    page_etag,
-    written,
 )
 
 logger = structlog.get_logger("app.lists")
@@ -42,32 +45,25 @@ router = APIRouter(
     prefix=LISTS_PREFIX, tags=["lists"], responses=error_responses(401, 403, 422, 503)
 )
 LIST_NOT_FOUND = error_responses(404)
+PRECONDITIONS = preconditions(ListVersionConflict)
+CHANGE = {**written(200), **PRECONDITIONS}
 
 
 def _list_response(
     row: Written, status_code: int = 200, headers: Mapping[str, str] | None = None
 ) -> Response:
-    return TaskJSONResponse(
-        list_json(row),
-        status_code=status_code,
-        headers={"ETag": version_etag(row["version"]), **(headers or {})},
-    )
-
-
-def _location(request: Request, owner_id: uuid.UUID, list_id: object) -> str:
-    collection = LISTS_PREFIX.format(user_id=owner_id)
-    return f"{str(request.base_url).rstrip('/')}{collection}/{list_id}"
+    return versioned_response(list_json(row), row["version"], status_code, headers)
 
 
 def _replay(stored: StoredResponse, request: Request, owner_id: uuid.UUID) -> Response:
-    logger.info("idempotent_replay", user_id=str(owner_id), status=stored.status)
-    headers = {"Idempotent-Replayed": "true"}
-    if stored.body is None:
-        return Response(status_code=stored.status, headers=headers)
-    row = stored_list(stored.body)
-    if stored.status == status.HTTP_201_CREATED:
-        headers["Location"] = _location(request, owner_id, row["id"])
-    return _list_response(row, stored.status, headers)
+    return replayed(
+        stored,
+        request,
+        owner_id,
+        collection=LISTS_PREFIX.format(user_id=owner_id),
+        read=stored_list,
+        render=list_json,
+    )
 
 
 @router.get(
@@ -86,7 +82,7 @@ async def list_lists(request: Request, lists: ListRepoDep) -> Response:
     if_none_match = IF_NONE_MATCH.read(request)
     if if_none_match is not None and none_match(if_none_match, etag):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
-    return TaskJSONResponse(content, headers={"ETag": etag})
+    return JSONBytesResponse(content, headers={"ETag": etag})
 
 
 @router.get(
@@ -136,7 +132,11 @@ async def create_list(body: ListCreate, request: Request, lists: ListRepoDep) ->
     return _list_response(
         row,
         status.HTTP_201_CREATED,
-        headers={"Location": _location(request, lists.owner_id, row["id"])},
+        headers={
+            "Location": item_location(
+                request, LISTS_PREFIX.format(user_id=lists.owner_id), row["id"]
+            )
+        },
     )
 
 

@@ -2,13 +2,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 import asyncpg
-import orjson
 from pydantic import BaseModel, Field, RootModel, StringConstraints, model_validator
 
+from app.http.errors import ErrorBody
+from app.http.resources import json_bytes, stored_row
 from app.http.schemas import NOT_NULLABLE, SINGLE_LINE, RequestBody
 from app.lists.models import NAME_MAX_LENGTH
 
@@ -62,32 +63,25 @@ class ListCollection(RootModel[list[ListRead]]):
     """Every live list of the user, in position order."""
 
 
+class ListVersionConflict(ErrorBody):
+    """412 version_conflict: the list as it is now."""
+
+    current: ListRead
+
+
 _FIELDS = tuple(ListRead.model_fields)
 _TIME_FIELDS = ("created_at", "updated_at")
-_JSON_OPTIONS = orjson.OPT_UTC_Z
-
-
-def _uuid_text(value: object) -> str:
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    raise TypeError(f"not serialisable: {type(value).__name__}")
 
 
 def list_json(row: asyncpg.Record | Mapping[str, Any]) -> bytes:
-    return orjson.dumps(
-        {name: row[name] for name in _FIELDS}, default=_uuid_text, option=_JSON_OPTIONS
-    )
+    """A list's ListRead fields, from a row that may carry more (the feed's, the export's)."""
+    return json_bytes({name: row[name] for name in _FIELDS})
 
 
 def lists_json(rows: Iterable[asyncpg.Record]) -> bytes:
-    return orjson.dumps([dict(row) for row in rows], default=_uuid_text, option=_JSON_OPTIONS)
+    return json_bytes([dict(row) for row in rows])
 
 
 def stored_list(text: str) -> dict[str, Any]:
-    """A list as an idempotency key stored it (PostgreSQL's JSON), as the driver returns it."""
-    stored = orjson.loads(text)
-    row = {name: stored.get(name) for name in _FIELDS}
-    for name in _TIME_FIELDS:
-        if row[name] is not None:
-            row[name] = datetime.fromisoformat(row[name]).astimezone(UTC)
-    return row
+    """A list as an idempotency key stored it, as the driver returns it."""
+    return stored_row(text, _FIELDS, _TIME_FIELDS)

@@ -11,6 +11,13 @@ from pydantic.json_schema import SkipJsonSchema
 from app.http.conditional import none_match, version_etag
 from app.http.errors import error_responses
 from app.http.request_headers import IF_NONE_MATCH, documented
+from app.http.resources import (
+    ETAG_HEADER,
+    NOT_MODIFIED,
+    JSONBytesResponse,
+    page_etag,
+    written,
+)
 from app.idempotency.deps import CHANGE_HEADERS, KEY_HEADERS, safe_write
 from app.idempotency.replay import StoredResponse
 from app.tasks.deps import TaskRepoDep
@@ -27,18 +34,13 @@ from app.tasks.listing import (
 from app.tasks.pagination import DEFAULT_PAGE_SIZE, PageLimit
 from app.tasks.responses import (
     CHANGE,
-    ETAG_HEADER,
     NOT_FOUND,
-    NOT_MODIFIED,
     PRECONDITIONS,
     TASKS_PREFIX,
     WRITE_NOT_FOUND,
-    TaskJSONResponse,
     location,
-    page_etag,
     replay,
     task_response,
-    written,
 )
 from app.tasks.schemas import (
     TaskCreate,
@@ -162,7 +164,7 @@ async def list_tasks(
     if_none_match = IF_NONE_MATCH.read(request)
     if if_none_match is not None and none_match(if_none_match, headers["ETag"]):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
-    return TaskJSONResponse(content, headers=headers)
+    return JSONBytesResponse(content, headers=headers)
 
 
 @router.get(
@@ -177,7 +179,7 @@ async def get_task(task_id: uuid.UUID, request: Request, tasks: TaskRepoDep) -> 
     if_none_match = IF_NONE_MATCH.read(request)
     if if_none_match is not None and none_match(if_none_match, etag):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
-    return TaskJSONResponse(task_json(task), headers={"ETag": etag})
+    return JSONBytesResponse(task_json(task), headers={"ETag": etag})
 
 
 @router.patch(

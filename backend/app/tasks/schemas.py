@@ -2,13 +2,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, get_args
 
 import asyncpg
-import orjson
 from pydantic import BaseModel, Field, RootModel, StringConstraints, model_validator
 
+from app.http.resources import json_bytes, stored_row
 from app.http.schemas import MULTI_LINE, NOT_NULLABLE, SINGLE_LINE, RequestBody
 from app.tasks.due import DueIn, DueOut
 from app.tasks.models import DESCRIPTION_MAX_LENGTH, PRIORITY_MAX, TITLE_MAX_LENGTH
@@ -111,22 +111,8 @@ class TaskList(RootModel[list[TaskRead]]):
     """A page of tasks, newest first (a JSON array; the next page is in the Link header)."""
 
 
-# Responses are serialised straight from the database rows, which already carry TaskRead's
-# columns in TaskRead's order and types: validating them again through TaskRead would only
-# rebuild what the database just checked. OPT_UTC_Z writes UTC as "Z", as pydantic does, so
-# the bytes are the ones TaskRead would produce (a test compares the two).
-_JSON_OPTIONS = orjson.OPT_UTC_Z
-
-
-def _uuid_text(value: object) -> str:
-    # asyncpg's UUID is a subclass of uuid.UUID, which orjson only writes for the exact type.
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    raise TypeError(f"not serialisable: {type(value).__name__}")
-
-
 def task_json(row: asyncpg.Record | Mapping[str, Any]) -> bytes:
-    return orjson.dumps(dict(row), default=_uuid_text, option=_JSON_OPTIONS)
+    return json_bytes(dict(row))
 
 
 _FIELDS = tuple(TaskRead.model_fields)
@@ -138,26 +124,17 @@ _TIME_FIELDS = tuple(
 
 
 def stored_task(text: str) -> dict[str, Any]:
-    """A task that PostgreSQL rendered as JSON (an idempotency key's response), as the driver
-    would have returned it, so task_json writes the same bytes: the same fields in the same
-    order, times as UTC datetimes (PostgreSQL writes them in the session's zone)."""
-    stored = orjson.loads(text)
-    # A field added by a later migration was not in the first answer either: null, not a 500
-    # (priority: its default, as the column's was for the task then).
-    task = {name: stored.get(name) for name in _FIELDS}
+    """A task as an idempotency key stored it, as the driver returns it (http/resources.py
+    stored_row); a key stored before priority existed answers its default then, 0."""
+    task = stored_row(text, _FIELDS, _TIME_FIELDS)
     if task["priority"] is None:
         task["priority"] = 0
-    for name in _TIME_FIELDS:
-        if task[name] is not None:
-            task[name] = datetime.fromisoformat(task[name]).astimezone(UTC)
     return task
 
 
 def task_fields_json(row: asyncpg.Record | Mapping[str, Any]) -> bytes:
     """A task's TaskRead fields only, from a row that carries more columns (the feed's)."""
-    return orjson.dumps(
-        {name: row[name] for name in _FIELDS}, default=_uuid_text, option=_JSON_OPTIONS
-    )
+    return json_bytes({name: row[name] for name in _FIELDS})
 
 
 def tasks_json(rows: Iterable[asyncpg.Record], *, without: str | None = None) -> bytes:
@@ -166,4 +143,4 @@ def tasks_json(rows: Iterable[asyncpg.Record], *, without: str | None = None) ->
     if without is not None:
         for task in tasks:
             task.pop(without, None)
-    return orjson.dumps(tasks, default=_uuid_text, option=_JSON_OPTIONS)
+    return json_bytes(tasks)

@@ -12,6 +12,7 @@ import structlog
 from fastapi import APIRouter, Request, Response, status
 
 from app.http.errors import error_responses
+from app.http.resources import JSONBytesResponse, written
 from app.idempotency.deps import CHANGE_HEADERS, KEY_HEADERS, safe_write
 from app.idempotency.replay import StoredResponse
 from app.tasks.deps import TaskRepoDep
@@ -20,11 +21,9 @@ from app.tasks.responses import (
     CHANGE,
     NOT_FOUND,
     PRECONDITIONS,
-    TaskJSONResponse,
     next_page,
     replay,
     task_response,
-    written,
 )
 from app.tasks.schemas import TaskRead, TrashList, tasks_json
 
@@ -57,7 +56,7 @@ async def list_trash(
     after = Cursor.decode(cursor) if cursor is not None else None
     rows = await tasks.list_trash(limit=limit + 1, after=after)
     page, headers = next_page(request, rows, limit, "deleted_at")
-    return TaskJSONResponse(tasks_json(page), headers=headers)
+    return JSONBytesResponse(tasks_json(page), headers=headers)
 
 
 @router.post(
