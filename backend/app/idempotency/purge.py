@@ -14,9 +14,11 @@ from app.settings import Settings
 
 idempotency_keys = cast(Table, IdempotencyKey.__table__)
 
+KEY_PURGE_LOCK_ID = 0x7A5C_0002
+
 KEY_RETENTION = Retention(
     name="idempotency_keys",
-    lock_id=0x7A5C_0002,
+    lock_id=KEY_PURGE_LOCK_ID,
     batch=count_of(
         expired_batch(
             idempotency_keys,

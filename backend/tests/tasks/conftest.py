@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.fixtures.accounts import Account, sign_up_via
+from tests.fixtures.database import empty_tables
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ async def accounts(app: FastAPI, engine: AsyncEngine) -> AsyncIterator[Accounts]
             stranger=await sign_up_via(http, f"stranger-{run}@example.com"),
         )
     async with engine.begin() as connection:
-        await connection.exec_driver_sql("TRUNCATE users, tasks, idempotency_keys CASCADE")
+        await empty_tables(connection, "TRUNCATE users, tasks, idempotency_keys CASCADE")
 
 
 def _shared(request: pytest.FixtureRequest, account: Account) -> Account:
