@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from app import __version__
 from app.auth.export import ExportSlots
+from app.auth.limit_storage import LimitStorage
 from app.auth.rate_limit import RateLimiter
 from app.auth.router import router as auth_router
 from app.auth.tokens import TokenCodec
@@ -62,8 +63,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     configure_logging(settings.log_level, settings.log_format)
     metrics = Metrics(settings.metrics_token) if settings.metrics_enabled else None
     sessions = SessionConfig.from_settings(settings)
+    rate_limiter = RateLimiter.from_settings(settings)
 
-    lifespan = _lifespan(settings, sessions, metrics)
+    lifespan = _lifespan(settings, sessions, rate_limiter.storage, metrics)
 
     app = FastAPI(
         title="Task API",
@@ -81,7 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.require_if_match = settings.require_if_match
     app.state.export_slots = ExportSlots(settings.export_max_concurrent)
     app.state.token_codec = TokenCodec.from_settings(settings, revoked=sessions.revoked.ids)
-    app.state.rate_limiter = RateLimiter.from_settings(settings)
+    app.state.rate_limiter = rate_limiter
     register_error_handlers(app)
     # Routes are matched in order: the task routes, which take nearly all the traffic, first.
     app.include_router(tasks_router)
@@ -124,10 +126,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def _lifespan(
-    settings: Settings, sessions: SessionConfig, metrics: Metrics | None
+    settings: Settings, sessions: SessionConfig, limits: LimitStorage, metrics: Metrics | None
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[LifespanState]]:
     """What lives as long as the app: the pool, the LISTEN connection, the event streams, the
-    purges."""
+    purges, the rate limits' Redis connections."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[LifespanState]:
@@ -159,6 +161,11 @@ def _lifespan(
             # notifications; what was missed is made up for each time the listener (re)connects.
             await listener.start(settings.db_startup_deadline_seconds)
             purges = [key_purge(database, settings).start(), sync_purge(database, settings).start()]
+            if limits.shared:
+                # Not a reason to refuse to start: the rule for an unavailable Redis applies.
+                reachable = await limits.check()
+                log = logger.info if reachable else logger.warning
+                log("rate_limit_storage", shared=True, reachable=reachable)
             if metrics:
                 metrics.watch_pool(database)
                 metrics.watch_event_streams(events)
@@ -177,6 +184,7 @@ def _lifespan(
                 await running.stop()
             await events.stop()
             await listener.stop()
+            await limits.close()
             await database.dispose()
             logger.info("database_disposed")
 

@@ -111,6 +111,11 @@ class Settings(BaseSettings):
     rate_limit_login_failures_per_account_and_address: str = "5/15 minutes"
     # The threshold of the per-account delay, and the window over which failures count.
     rate_limit_login_failures_per_account: str = "10/15 minutes"
+    # Where the limits count (auth/limit_storage.py): memory:// in each process, or a
+    # redis://, rediss:// or unix:// URL that every worker and replica shares; and whether auth
+    # requests are refused (closed: 503) or limited per process (open) while Redis fails.
+    rate_limit_storage_url: SecretStr = SecretStr("memory://")
+    rate_limit_when_unavailable: Literal["closed", "open"] = "closed"
 
     # Serving (the run command and the container image)
     host: str = "127.0.0.1"
@@ -194,6 +199,17 @@ class Settings(BaseSettings):
             limits.parse(value)
         except ValueError:
             raise ValueError("expected a limit such as '30/minute' or '5/15 minutes'") from None
+        return value
+
+    @field_validator("rate_limit_storage_url")
+    @classmethod
+    def _check_rate_limit_storage(cls, value: SecretStr) -> SecretStr:
+        scheme = (
+            value.get_secret_value().split("://", 1)[0] if "://" in value.get_secret_value() else ""
+        )
+        if scheme not in ("memory", "redis", "rediss", "unix"):
+            # The message never repeats the URL, which may hold a password.
+            raise ValueError("expected memory:// or a redis://, rediss:// or unix:// URL")
         return value
 
     @field_validator("database_url", "database_listen_url")

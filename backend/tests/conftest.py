@@ -11,6 +11,7 @@ pytest_plugins = [
     "tests.fixtures.tasks",
     "tests.fixtures.logs",
     "tests.fixtures.cluster",
+    "tests.fixtures.redis",
     "tests.fixtures.browser",
     "tests.fixtures.generated_client",
 ]

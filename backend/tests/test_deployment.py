@@ -65,8 +65,8 @@ def _runtime_env() -> dict[str, str]:
     return env
 
 
-def test_compose_has_db_migrate_and_api(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == {"db", "migrate", "api"}
+def test_compose_has_db_redis_migrate_and_api(compose: dict[str, Any]) -> None:
+    assert set(compose["services"]) == {"db", "redis", "migrate", "api"}
 
 
 def test_compose_db_is_official_postgres_with_volume_and_healthcheck(
@@ -95,8 +95,14 @@ def test_compose_api_waits_for_db_and_migrations_and_checks_readiness(
     api = compose["services"]["api"]
     assert api["depends_on"] == {
         "db": {"condition": "service_healthy"},
+        "redis": {"condition": "service_healthy"},
         "migrate": {"condition": "service_completed_successfully"},
     }
+    # The limits are counted in the compose Redis, as in a deployment with replicas.
+    assert api["environment"]["RATE_LIMIT_STORAGE_URL"] == "redis://redis:6379/0"
+    redis = compose["services"]["redis"]
+    assert redis["image"].split(":")[0] == "redis"
+    assert "ping" in redis["healthcheck"]["test"]
     assert api["ports"] == ["8000:8000"]
     assert api["env_file"] == ".env"
     assert "/health/db" in " ".join(api["healthcheck"]["test"])

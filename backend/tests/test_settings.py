@@ -61,6 +61,24 @@ def test_defaults_are_the_documented_ones(env: pytest.MonkeyPatch) -> None:
     ) == (32 * 1024, 8 * 1024, 10.0)
     assert settings.jwt_secret is None
     assert settings.database_listen_url is None
+    assert settings.rate_limit_storage_url.get_secret_value() == "memory://"
+    assert settings.rate_limit_when_unavailable == "closed"
+
+
+def test_the_rate_limit_storage_is_memory_or_redis_and_never_echoed(
+    env: pytest.MonkeyPatch,
+) -> None:
+    message = _error(env, RATE_LIMIT_STORAGE_URL="mysql://user:s3cret@db/0")
+    assert "expected memory:// or a redis://" in message
+    assert "s3cret" not in message
+    assert "closed" in _error(
+        env, RATE_LIMIT_STORAGE_URL="memory://", RATE_LIMIT_WHEN_UNAVAILABLE="ajar"
+    )
+    env.setenv("RATE_LIMIT_STORAGE_URL", "rediss://:pw@redis:6380/1")
+    env.setenv("RATE_LIMIT_WHEN_UNAVAILABLE", "open")
+    settings = load_settings()
+    assert settings.rate_limit_storage_url.get_secret_value() == "rediss://:pw@redis:6380/1"
+    assert "pw" not in repr(settings)
 
 
 def test_variables_are_read_from_the_environment(env: pytest.MonkeyPatch) -> None:

@@ -75,9 +75,9 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def _count_attempt(request: Request, limiter: RateLimiter, refused_event: str) -> str:
+async def _count_attempt(request: Request, limiter: RateLimiter, refused_event: str) -> str:
     address = client_address(request)
-    refusal = limiter.hit_address(address)
+    refusal = await limiter.hit_address(address)
     if refusal is not None:
         logger.info(refused_event, retry_after=refusal.retry_after, limit=refusal.limit)
         raise RateLimitedError(refusal.retry_after)
@@ -87,12 +87,12 @@ def _count_attempt(request: Request, limiter: RateLimiter, refused_event: str) -
 async def count_signup_attempt(request: Request, limiter: RateLimiterDep) -> None:
     """A signup counts against the caller's address in the same window as logins: signup says
     whether an email has an account, so probing emails must cost what guessing passwords does."""
-    _count_attempt(request, limiter, "signup_throttled")
+    await _count_attempt(request, limiter, "signup_throttled")
 
 
 async def count_login_attempt(request: Request, limiter: RateLimiterDep) -> str:
     """A login counts against the caller's address; the address, for the per-account limits."""
-    return _count_attempt(request, limiter, "login_throttled")
+    return await _count_attempt(request, limiter, "login_throttled")
 
 
 LoginAddress = Annotated[str, Depends(count_login_attempt)]

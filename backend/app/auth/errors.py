@@ -66,5 +66,17 @@ class RateLimitedError(AppError):
         super().__init__(headers={"Retry-After": str(max(1, retry_after_seconds))})
 
 
+class RateLimitUnavailableError(AppError):
+    """The shared rate-limit storage (Redis) cannot be reached and RATE_LIMIT_WHEN_UNAVAILABLE
+    is closed: the auth request is refused rather than let through unlimited."""
+
+    status_code = 503
+    code = ErrorCode.RATE_LIMIT_UNAVAILABLE
+    message = "Sign-in is briefly unavailable; try again shortly"
+
+    def __init__(self, retry_after_seconds: int):
+        super().__init__(headers={"Retry-After": str(max(1, retry_after_seconds))})
+
+
 class ExportsBusyError(RateLimitedError):
     message = "Too many exports are running; try again shortly"

@@ -13,15 +13,17 @@
   per address per window once the delay has grown to the window.
 
 Attempts are counted before the password is checked, and forgotten for an address when it logs
-in. An IPv6 address counts as its /64, which one host commonly has to itself. Counters live in
-process memory (moving windows from the `limits` library): each worker limits on its own, so
-with N workers an address gets at most N times the limits. Only the strategy's
-hit/test/get_window_stats/clear are used, so a shared `limits` storage can replace the memory
-one unchanged.
+in. An IPv6 address counts as its /64, which one host commonly has to itself. The counters are
+moving windows of the `limits` library, in the process or in Redis (limit_storage.py). Each
+count that can refuse is one atomic hit, so concurrent attempts never exceed a limit, across
+processes too. The delay's check of an address's last attempt and its reset are two operations:
+one process runs them one login at a time; two processes could each admit one attempt from the
+same address in the same few milliseconds, which the per-(account, address) limit still bounds.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import math
 import time
@@ -29,9 +31,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 import limits
-from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter
 
+from app.auth.limit_storage import LimitStorage, LimitWindows
 from app.settings import Settings
 
 FIRST_DELAY_SECONDS = 1
@@ -54,8 +55,12 @@ class RateLimiter:
         per_address: str,
         failures_per_account_and_address: str,
         failures_per_account: str,
+        storage: LimitStorage,
     ) -> None:
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        self._storage = storage
+        # Serialises this process's logins through the delay's check-then-reset, which is not
+        # one atomic operation on a shared storage (see the module's docstring).
+        self._login_lock = asyncio.Lock()
         self._per_address = limits.parse(per_address)
         self._per_account_and_address = limits.parse(failures_per_account_and_address)
         account = limits.parse(failures_per_account)
@@ -75,59 +80,84 @@ class RateLimiter:
             settings.rate_limit_auth_per_address,
             settings.rate_limit_login_failures_per_account_and_address,
             settings.rate_limit_login_failures_per_account,
+            LimitStorage(
+                settings.rate_limit_storage_url.get_secret_value(),
+                settings.rate_limit_when_unavailable,
+            ),
         )
 
-    def hit_address(self, address: str) -> Refusal | None:
+    @property
+    def storage(self) -> LimitStorage:
+        return self._storage
+
+    async def hit_address(self, address: str) -> Refusal | None:
         """Count one signup or login attempt from ``address``, unless its window is full."""
         address = limited_address(address)
-        if self._limiter.hit(self._per_address, "address", address):
-            return None
-        return Refusal("address", self._retry_after(self._per_address, "address", address))
 
-    def begin_login(self, account: str, address: str) -> Refusal | None:
+        async def hit(windows: LimitWindows) -> Refusal | None:
+            if await windows.hit(self._per_address, "address", address):
+                return None
+            retry_after = await _retry_after(windows, self._per_address, "address", address)
+            return Refusal("address", retry_after)
+
+        return await self._storage.run(hit)
+
+    async def begin_login(self, account: str, address: str) -> Refusal | None:
         """Count a login attempt on ``account`` from ``address`` BEFORE the password is checked,
         or refuse it. Counting first means concurrent guesses cannot all slip in while the
-        first ones are still being verified (so nothing here may await)."""
+        first ones are still being verified."""
         address = limited_address(address)
         attempts = ("login-attempts", account, address)
-        if not self._limiter.test(self._per_account_and_address, *attempts):
-            retry_after = self._retry_after(self._per_account_and_address, *attempts)
-            return Refusal("account_and_address", retry_after)
         last = ("login-last-attempt", account, address)
-        delay = self._delay(account)
-        if delay is not None:
-            stats = self._limiter.get_window_stats(self._last_attempt, *last)
-            if stats.remaining == 0:  # this address has tried the account and not got in since
-                wait = stats.reset_time - self._max_delay + delay - time.time()
-                if wait > 0:
-                    return Refusal("account", math.ceil(wait))
-        self._limiter.hit(self._per_account_and_address, *attempts)
-        self._limiter.clear(self._last_attempt, *last)
-        self._limiter.hit(self._last_attempt, *last)
-        return None
 
-    def login_failed(self, account: str) -> None:
-        self._limiter.hit(self._account_failures, "login-failures", account)
+        async def begin(windows: LimitWindows) -> Refusal | None:
+            delay = await self._delay(windows, account)
+            if delay is not None:
+                stats = await windows.get_window_stats(self._last_attempt, *last)
+                if stats.remaining == 0:  # this address has tried the account, not got in since
+                    wait = stats.reset_time - self._max_delay + delay - time.time()
+                    if wait > 0:
+                        return Refusal("account", math.ceil(wait))
+            if not await windows.hit(self._per_account_and_address, *attempts):
+                retry_after = await _retry_after(windows, self._per_account_and_address, *attempts)
+                return Refusal("account_and_address", retry_after)
+            await windows.clear(self._last_attempt, *last)
+            await windows.hit(self._last_attempt, *last)
+            return None
 
-    def login_succeeded(self, account: str, address: str) -> None:
+        async with self._login_lock:
+            return await self._storage.run(begin)
+
+    async def login_failed(self, account: str) -> None:
+        async def fail(windows: LimitWindows) -> None:
+            await windows.hit(self._account_failures, "login-failures", account)
+
+        await self._storage.run(fail)
+
+    async def login_succeeded(self, account: str, address: str) -> None:
         """Forget this address's attempts on the account. The account's failures stay: the owner
         logging in does not hand an attacker elsewhere a fresh run of undelayed guesses."""
         address = limited_address(address)
-        self._limiter.clear(self._per_account_and_address, "login-attempts", account, address)
-        self._limiter.clear(self._last_attempt, "login-last-attempt", account, address)
 
-    def _delay(self, account: str) -> float | None:
+        async def succeed(windows: LimitWindows) -> None:
+            await windows.clear(self._per_account_and_address, "login-attempts", account, address)
+            await windows.clear(self._last_attempt, "login-last-attempt", account, address)
+
+        await self._storage.run(succeed)
+
+    async def _delay(self, windows: LimitWindows, account: str) -> float | None:
         """How long an address that has failed on ``account`` must wait after its last attempt,
         or None while the account's failures are below the threshold."""
-        stats = self._limiter.get_window_stats(self._account_failures, "login-failures", account)
+        stats = await windows.get_window_stats(self._account_failures, "login-failures", account)
         failures = self._account_failures.amount - stats.remaining
         if failures < self._delay_threshold:
             return None
         return min(FIRST_DELAY_SECONDS * 2.0 ** (failures - self._delay_threshold), self._max_delay)
 
-    def _retry_after(self, item: limits.RateLimitItem, *identifiers: str) -> int:
-        reset_at = self._limiter.get_window_stats(item, *identifiers).reset_time
-        return max(1, math.ceil(reset_at - time.time()))
+
+async def _retry_after(windows: LimitWindows, item: limits.RateLimitItem, *identifiers: str) -> int:
+    reset_at = (await windows.get_window_stats(item, *identifiers)).reset_time
+    return max(1, math.ceil(reset_at - time.time()))
 
 
 def limited_address(address: str) -> str:

@@ -84,7 +84,7 @@ class AuthService:
         user_field = {"user_id": str(row["id"])} if row else {}
         # Keyed on the email, not the row, so an unknown email is limited exactly like an
         # account and a 429 reveals no more than a 401.
-        refusal = self.limiter.begin_login(request.email, client_address)
+        refusal = await self.limiter.begin_login(request.email, client_address)
         if refusal is not None:
             # client_address is on the line already: the request observer binds it.
             logger.info(
@@ -98,11 +98,11 @@ class AuthService:
         # password and response times do not reveal which accounts exist.
         valid = await verify_password(request.password, row["password_hash"] if row else None)
         if row is None or not valid:
-            self.limiter.login_failed(request.email)
+            await self.limiter.login_failed(request.email)
             reason = "unknown email" if row is None else "wrong password"
             logger.info("login_failed", **user_field, reason=reason)
             raise InvalidCredentialsError()
-        self.limiter.login_succeeded(request.email, client_address)
+        await self.limiter.login_succeeded(request.email, client_address)
         return await self.start_session(
             UserRead.from_row(row), row["password_hash"], client_address, user_agent
         )
@@ -150,7 +150,7 @@ class AuthService:
         per-account limits as a login (the address was counted by the route's dependency), so
         a stolen access token does not buy unlimited guesses at the password."""
         email, user_id = row["email"], str(row["id"])
-        refusal = self.limiter.begin_login(email, client_address)
+        refusal = await self.limiter.begin_login(email, client_address)
         if refusal is not None:
             logger.info(
                 "password_check_throttled",
@@ -161,10 +161,10 @@ class AuthService:
             )
             raise RateLimitedError(refusal.retry_after)
         if not await verify_password(password, row["password_hash"]):
-            self.limiter.login_failed(email)
+            await self.limiter.login_failed(email)
             logger.info("password_check_failed", user_id=user_id, action=action)
             raise WrongPasswordError()
-        self.limiter.login_succeeded(email, client_address)
+        await self.limiter.login_succeeded(email, client_address)
 
     async def _changed_meanwhile(self, user_id: uuid.UUID, action: str) -> NoReturn:
         """The account was deleted (401) or its password changed (403: the password given is

@@ -42,6 +42,7 @@ class ErrorCode(StrEnum):
     INVALID_CREDENTIALS = "invalid_credentials"
     EMAIL_TAKEN = "email_taken"
     RATE_LIMITED = "rate_limited"
+    RATE_LIMIT_UNAVAILABLE = "rate_limit_unavailable"
     TOO_MANY_STREAMS = "too_many_streams"
     TASK_NOT_FOUND = "task_not_found"
     TASK_EXISTS = "task_exists"
@@ -176,7 +177,10 @@ ERROR_DESCRIPTIONS = {
     422: "Invalid input",
     428: "If-Match is required (REQUIRE_IF_MATCH) and was not sent",
     429: "Too many attempts; retry after Retry-After seconds",
-    503: "Database unavailable or too slow; retry after Retry-After seconds",
+    503: (
+        "The database (or, on sign-in routes, the rate-limit store) is unavailable or too"
+        " slow; retry after Retry-After seconds"
+    ),
 }
 ERROR_HEADERS: dict[int, dict[str, Any]] = {
     401: _CHALLENGE,
