@@ -1,7 +1,9 @@
 """Alembic environment: async, and the URL comes from the app's Settings (one source of truth).
 
 Programmatic callers (the run command, tests) may pass an open connection in
-``config.attributes["connection"]``; otherwise an engine is built from DATABASE_URL.
+``config.attributes["connection"]``; otherwise (the ``alembic`` command line) an engine is
+built from DATABASE_URL. Either way the whole run is one transaction that first takes the
+migration lock, so replicas starting together and an operator's ``alembic upgrade`` take turns.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from alembic import context
 from app.auth import models as auth_models  # noqa: F401  (registers the table)
 from app.changes import models as change_models  # noqa: F401  (registers the tables)
 from app.db.engine import create_engine
+from app.db.migrations import MIGRATION_LOCK_ID, take_migration_lock
 from app.db.models import Base
 from app.idempotency import models as idempotency_models  # noqa: F401  (registers the table)
 from app.lists import models as list_models  # noqa: F401  (registers the table)
@@ -25,12 +28,10 @@ target_metadata = Base.metadata
 
 
 def do_run_migrations(connection: Connection) -> None:
-    context.configure(
-        connection=connection,
-        target_metadata=target_metadata,
-        compare_type=True,
-        transaction_per_migration=True,
-    )
+    # Begins the transaction (or joins the caller's) before Alembic looks, so Alembic treats it
+    # as the caller's: every revision of the run commits together, under the lock.
+    take_migration_lock(connection)
+    context.configure(connection=connection, target_metadata=target_metadata, compare_type=True)
     with context.begin_transaction():
         context.run_migrations()
 
@@ -62,6 +63,8 @@ def run_migrations_offline() -> None:
         dialect_opts={"paramstyle": "named"},
     )
     with context.begin_transaction():
+        # A generated script migrates under the same lock as every other path.
+        context.execute(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_ID})")
         context.run_migrations()
 
 

@@ -24,7 +24,9 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
-def _take_migration_lock(connection: Connection) -> None:
+def take_migration_lock(connection: Connection) -> None:
+    """Called by alembic/env.py on every path that migrates (the run command, the tests, the
+    ``alembic`` command line), in the one transaction the whole migration runs in."""
     # The request timeout does not apply to migrations: waiting for another replica's
     # migration, or building an index on a large table, may take longer than a query should.
     connection.execute(text("SELECT set_config('statement_timeout', '0', true)"))
@@ -32,12 +34,10 @@ def _take_migration_lock(connection: Connection) -> None:
 
 
 def _upgrade(connection: Connection, revision: str) -> None:
-    _take_migration_lock(connection)
     command.upgrade(alembic_config(connection), revision)
 
 
 def _downgrade(connection: Connection, revision: str) -> None:
-    _take_migration_lock(connection)
     command.downgrade(alembic_config(connection), revision)
 
 

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from app.auth import models as _auth_models  # noqa: F401  (registers the table)
 from app.changes import models as _change_models  # noqa: F401  (registers the tables)
 from app.db.engine import create_engine
-from app.db.migrations import alembic_config, downgrade, upgrade
+from app.db.migrations import MIGRATION_LOCK_ID, alembic_config, downgrade, upgrade
 from app.db.models import Base
 from app.idempotency import models as _idempotency_models  # noqa: F401  (registers the table)
 from app.sessions import models as _session_models  # noqa: F401  (registers the table)
@@ -144,6 +144,58 @@ async def test_alembic_command_line_migrates_the_database_url(
     assert upgraded.returncode == 0, upgraded.stderr
     assert await _version(empty_engine) == [HEAD]
     assert await _schema(empty_engine) != []
+
+
+async def test_the_alembic_command_line_waits_for_the_migration_lock(
+    empty_database_url: str, empty_engine: AsyncEngine
+) -> None:
+    """An operator's `alembic upgrade` takes the lock the run command takes, so it never runs
+    beside a replica's start-up migration; and all its revisions commit together."""
+    env = {**os.environ, "DATABASE_URL": empty_database_url, "JWT_SECRET": TEST_JWT_SECRET}
+    async with empty_engine.connect() as holder:
+        await holder.execute(text("SELECT pg_advisory_lock(:id)"), {"id": MIGRATION_LOCK_ID})
+        await holder.commit()
+        alembic = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "alembic",
+            "upgrade",
+            "head",
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            waiting = await _wait_for_lock_waiter(holder)
+            assert alembic.returncode is None
+            assert await _version(empty_engine) == []
+        finally:
+            await holder.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": MIGRATION_LOCK_ID})
+            await holder.commit()
+        _, stderr = await asyncio.wait_for(alembic.communicate(), timeout=60)
+
+    assert waiting
+    assert alembic.returncode == 0, stderr.decode()
+    assert await _version(empty_engine) == [HEAD]
+
+
+async def _wait_for_lock_waiter(holder: AsyncConnection) -> bool:
+    """Whether another session came to wait for the migration lock within 30 s."""
+    for _ in range(300):
+        waiters = await holder.scalar(
+            text(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                " AND objid = :id AND database = (SELECT oid FROM pg_database"
+                " WHERE datname = current_database())"
+            ),
+            {"id": MIGRATION_LOCK_ID},
+        )
+        await holder.commit()
+        if waiters:
+            return True
+        await asyncio.sleep(0.1)
+    return False
 
 
 # --- the updated_at trigger -----------------------------------------------------------------
