@@ -167,8 +167,7 @@ def _lifespan(
                 log = logger.info if reachable else logger.warning
                 log("rate_limit_storage", shared=True, reachable=reachable)
             if metrics:
-                metrics.watch_pool(database)
-                metrics.watch_event_streams(events)
+                metrics.watch(database, events)
             # What start-up built (modules, routes, schemas, the pool) lives as long as the
             # process: exempt it from the cyclic collector, so each full collection scans only
             # what requests allocate (bench/RESULTS.md: the p99 it saves). Collected first, so
@@ -179,7 +178,7 @@ def _lifespan(
         finally:
             gc.unfreeze()  # a process that builds another app (the tests) collects as usual
             if metrics:
-                metrics.unwatch_pool()
+                await metrics.unwatch()
             for running in purges:
                 await running.stop()
             await events.stop()

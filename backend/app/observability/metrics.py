@@ -1,14 +1,21 @@
-"""Prometheus metrics: request count and latency by route template, database pool usage, and
-the /metrics route that serves them.
+"""Prometheus metrics: request count and latency by route template, database pool usage by
+worker, open event streams, and the /metrics route that serves them.
 
-Each app has its own registry (tests build several apps in one process). With several uvicorn
-workers every worker serves its own numbers; scrape each worker or aggregate in Prometheus.
+With one worker the numbers live in the app's registry (each app has its own: tests build
+several apps in one process). With several (the run command sets PROMETHEUS_MULTIPROC_DIR when
+WEB_CONCURRENCY > 1, see cli.py), prometheus-client's multiprocess mode keeps every worker's
+numbers in files in that folder, so whichever worker answers a scrape serves all of them:
+counters summed over every worker that ever ran, the pool gauges of each live worker under its
+``worker`` label (its pid), the event streams summed over the live workers.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
-from collections.abc import Iterator, Sized
+import os
+from collections.abc import Sized
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -19,9 +26,8 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    multiprocess,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 from pydantic import SecretStr
 from sqlalchemy.pool import QueuePool
 
@@ -31,6 +37,14 @@ from app.http.errors import AppError, ErrorCode
 # Paths that matched no route share one label, so scanners cannot explode the label set.
 UNMATCHED_ROUTE = "<unmatched>"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+# How often a worker writes its gauges for the others' scrapes (multiprocess mode only; a
+# worker answering a scrape writes its own first).
+GAUGE_REFRESH_SECONDS = 1.0
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get(MULTIPROCESS_DIR_VARIABLE) or None
 
 
 class Metrics:
@@ -52,51 +66,77 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self._pool_collector: PoolCollector | None = None
-        self._event_streams: Gauge | None = None
+        # livesum: a gauge file goes with its worker (mark_process_dead), and each worker's
+        # own label makes the sum its value.
+        self._pool_size, self._pool_checked_out, self._pool_overflow = (
+            Gauge(name, help_, ["worker"], registry=self.registry, multiprocess_mode="livesum")
+            for name, help_ in (
+                ("db_pool_size", "Configured persistent connections"),
+                ("db_pool_checked_out", "Connections currently lent to requests"),
+                ("db_pool_overflow", "Connections open beyond the pool size (negative: unopened)"),
+            )
+        )
+        self._event_streams = Gauge(
+            "event_streams_open",
+            "Event streams open (in all workers)",
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
+        self._worker = str(os.getpid())
+        self._database: Database | None = None
+        self._streams: Sized = ()
+        self._refresher: asyncio.Task[None] | None = None
+        self._multiprocess = multiprocess_dir() is not None
+        if self._multiprocess:
+            self._exposed = CollectorRegistry()
+            multiprocess.MultiProcessCollector(self._exposed)  # type: ignore[no-untyped-call]
+        else:
+            self._exposed = self.registry
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         labels = (method, route, str(status))
         self.requests.labels(*labels).inc()
         self.latency.labels(*labels).observe(seconds)
 
-    def watch_pool(self, database: Database) -> None:
-        self._pool_collector = PoolCollector(database)
-        self.registry.register(self._pool_collector)
+    def watch(self, database: Database, streams: Sized) -> None:
+        """Publish ``database``'s pool and how many ``streams`` are open (len at refresh)."""
+        self._database, self._streams = database, streams
+        self.refresh()
+        if self._multiprocess:
+            self._refresher = asyncio.create_task(self._refresh_periodically(), name="metrics")
 
-    def watch_event_streams(self, streams: Sized) -> None:
-        """Publish how many event streams are open in this process (len(streams) at scrape)."""
-        if self._event_streams is None:
-            self._event_streams = Gauge(
-                "event_streams_open", "Event streams open in this process", registry=self.registry
-            )
-        self._event_streams.set_function(lambda: len(streams))
+    async def unwatch(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+            self._refresher = None
+        self._database, self._streams = None, ()
+        for gauge in (self._pool_size, self._pool_checked_out, self._pool_overflow):
+            with contextlib.suppress(KeyError):
+                gauge.remove(self._worker)
+        if self._multiprocess:
+            multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
-    def unwatch_pool(self) -> None:
-        if self._pool_collector is not None:
-            self.registry.unregister(self._pool_collector)
-            self._pool_collector = None
-
-
-class PoolCollector(Collector):
-    def __init__(self, database: Database) -> None:
-        self._database = database
-
-    def collect(self) -> Iterator[Metric]:
-        pool = self._database.engine.pool
+    def refresh(self) -> None:
+        """Write this worker's gauges (at every scrape it answers, and periodically with
+        several workers)."""
+        self._event_streams.set(len(self._streams))
+        pool = self._database.engine.pool if self._database is not None else None
         if not isinstance(pool, QueuePool):
             return
-        size = GaugeMetricFamily("db_pool_size", "Configured persistent connections")
-        size.add_metric([], pool.size())
-        checked_out = GaugeMetricFamily(
-            "db_pool_checked_out", "Connections currently lent to requests"
-        )
-        checked_out.add_metric([], pool.checkedout())
-        overflow = GaugeMetricFamily(
-            "db_pool_overflow", "Connections open beyond the pool size (negative: unopened)"
-        )
-        overflow.add_metric([], pool.overflow())
-        yield from (size, checked_out, overflow)
+        self._pool_size.labels(self._worker).set(pool.size())
+        self._pool_checked_out.labels(self._worker).set(pool.checkedout())
+        self._pool_overflow.labels(self._worker).set(pool.overflow())
+
+    def exposition(self) -> bytes:
+        self.refresh()
+        return generate_latest(self._exposed)
+
+    async def _refresh_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(GAUGE_REFRESH_SECONDS)
+            self.refresh()
 
 
 async def get_metrics(request: Request) -> Metrics:
@@ -124,4 +164,4 @@ async def serve_metrics(
         expected = f"Bearer {metrics.scrape_token.get_secret_value()}".encode()
         if not hmac.compare_digest(presented, expected):
             raise ScrapeNotAuthorizedError()
-    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 
 import httpx
@@ -56,8 +57,10 @@ async def test_unmatched_paths_share_one_label(client: httpx.AsyncClient) -> Non
 async def test_pool_gauges_report_size_and_checked_out(client: httpx.AsyncClient) -> None:
     await client.get("/health/db")
     samples = _samples((await client.get("/metrics")).text)
-    assert samples[("db_pool_size", frozenset())] == 20
-    assert samples[("db_pool_checked_out", frozenset())] == 0
+    # One worker: this process, named by its pid as each of several workers is.
+    worker = frozenset({("worker", str(os.getpid()))})
+    assert samples[("db_pool_size", worker)] == 20
+    assert samples[("db_pool_checked_out", worker)] == 0
 
 
 @pytest.fixture

@@ -115,7 +115,7 @@ async def pool_checked_out(http: httpx.AsyncClient) -> float:
     response = await http.get("/metrics")
     assert response.status_code == 200
     for line in response.text.splitlines():
-        if line.startswith("db_pool_checked_out "):
+        if line.startswith("db_pool_checked_out{"):
             return float(line.split()[1])
     raise AssertionError("db_pool_checked_out is not in /metrics")
 
