@@ -6,6 +6,7 @@ asyncpg fails with "unexpected keyword argument". They are translated here, once
 
 from __future__ import annotations
 
+import re
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,10 @@ SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"
 # Query parameters asyncpg takes as connect() keywords unchanged.
 PASSTHROUGH_PARAMS = ("host", "port", "target_session_attrs")
 TRUTHY = ("1", "true", "yes", "on")
+# SQLAlchemy's "user:password@" prefix (the same pattern as its own parser), so a host list is
+# read after the '@' SQLAlchemy would split at, and a comma in a password is no host list.
+USERINFO = re.compile(r"[^:/]*(?::[^@]*)?@")
+DEFAULT_PORT = "5432"
 
 
 class DatabaseUrlError(ValueError):
@@ -44,6 +49,13 @@ class DatabaseTarget:
 
     @property
     def host_label(self) -> str:
+        hosts, ports = self.url.query.get("host"), self.url.query.get("port")
+        if isinstance(hosts, str) and isinstance(ports, str) and "," in hosts:
+            # A host list (see _read_url): each host with its own port.
+            pairs = zip(hosts.split(","), ports.split(","), strict=False)
+            return "hosts " + ", ".join(
+                f"[{host}]:{port}" if ":" in host else f"{host}:{port}" for host, port in pairs
+            )
         host = self.url.host or str(self.url.query.get("host", "local socket"))
         return f"host {host}" + (f":{self.url.port}" if self.url.port else "")
 
@@ -75,7 +87,7 @@ class DatabaseTarget:
 
 def parse_database_url(raw: str) -> DatabaseTarget:
     try:
-        url = make_url(raw.strip())
+        url = _read_url(raw.strip())
     except ArgumentError:
         raise DatabaseUrlError(
             "not a valid URL; expected postgresql://user:password@host:port/database"
@@ -126,6 +138,39 @@ def parse_database_url(raw: str) -> DatabaseTarget:
         connect_timeout=timeout,
         warnings=tuple(warnings),
     )
+
+
+def _read_url(raw: str) -> URL:
+    """``make_url`` that also reads libpq's host list (``postgresql://u@h1:p1,h2:p2/db``, for
+    failover with ``target_session_attrs``): make_url alone fails on "p1,h2:p2" as a port, so
+    the list moves to the ``?host=h1,h2&port=p1,p2`` form SQLAlchemy hands asyncpg as lists."""
+    scheme, separator, rest = raw.partition("://")
+    userinfo = USERINFO.match(rest) if separator else None
+    start = userinfo.end() if userinfo else 0
+    authority = re.split(r"[/?]", rest[start:], maxsplit=1)[0]
+    if "," not in authority:
+        return make_url(raw)
+    url = make_url(f"{scheme}://{rest[:start]}{rest[start + len(authority) :]}")
+    if "host" in url.query or "port" in url.query:
+        raise DatabaseUrlError("a host list cannot be combined with ?host= or ?port=")
+    hosts, ports = zip(*map(_host_and_port, authority.split(",")), strict=True)
+    return url.update_query_dict({"host": ",".join(hosts), "port": ",".join(ports)})
+
+
+def _host_and_port(entry: str) -> tuple[str, str]:
+    """One entry of a host list: ``host``, ``host:port``, ``[ipv6]`` or ``[ipv6]:port``."""
+    if entry.startswith("["):
+        host, _, port = entry[1:].partition("]")
+        port = port.removeprefix(":")
+    else:
+        host, _, port = entry.partition(":")
+    if not host:
+        raise DatabaseUrlError("the host list has an empty host")
+    if "@" in host:
+        raise DatabaseUrlError("the host contains '@'; write an '@' in the password as %40")
+    if port and not port.isdigit():
+        raise DatabaseUrlError(f"the port of host {host} is not a number")
+    return host, port or DEFAULT_PORT
 
 
 def _pop_single(query: dict[str, Any], key: str) -> str | None:

@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 
 from app.db.url import DatabaseUrlError, parse_database_url
 
@@ -110,6 +111,49 @@ def test_display_hides_the_password() -> None:
 
 def test_a_url_without_database_means_postgres() -> None:
     assert parse_database_url("postgresql://u@h").database == "postgres"
+
+
+def _asyncpg_keywords(raw: str) -> dict[str, object]:
+    """What the engine's dialect hands ``asyncpg.connect`` for ``raw``."""
+    _, keywords = PGDialect_asyncpg().create_connect_args(parse_database_url(raw).url)  # type: ignore[no-untyped-call]
+    return dict(keywords)
+
+
+def test_a_host_list_reaches_asyncpg_as_hosts_and_ports_for_failover() -> None:
+    raw = f"postgresql://app:{PASSWORD}@db1:5433,db2:5434/tasks?target_session_attrs=read-write"
+    target = parse_database_url(raw)
+
+    assert _asyncpg_keywords(raw) == {
+        "host": ["db1", "db2"],
+        "port": [5433, 5434],
+        "user": "app",
+        "password": PASSWORD,
+        "database": "tasks",
+        "target_session_attrs": "read-write",
+    }
+    assert target.host_label == "hosts db1:5433, db2:5434"
+    assert target.database == "tasks"
+    assert PASSWORD not in target.display
+
+
+def test_host_list_entries_may_leave_out_the_port_or_be_ipv6() -> None:
+    raw = "postgresql://app@db1,[::1]:5433/tasks?sslmode=require"
+    target = parse_database_url(raw)
+
+    keywords = _asyncpg_keywords(raw)
+    assert (keywords["host"], keywords["port"]) == (["db1", "::1"], [5432, 5433])
+    assert target.host_label == "hosts db1:5432, [::1]:5433"
+    assert target.ssl_mode == "require"
+
+
+def test_a_comma_in_the_password_is_not_a_host_list() -> None:
+    keywords = _asyncpg_keywords("postgresql://app:pass,word@db:5433/tasks")
+
+    assert (keywords["host"], keywords["port"], keywords["password"]) == (
+        "db",
+        5433,
+        "pass,word",
+    )
 
 
 def _require_context(mode: str, root_cert: str | None = None) -> ssl.SSLContext:
@@ -238,6 +282,26 @@ def test_sslmode_require_with_a_root_certificate_verifies_like_verify_ca(root_ce
             f"postgresql://app:{PASSWORD}@part2@db/tasks",
             "the host contains '@'",
             id="unencoded-at-sign",
+        ),
+        pytest.param(
+            f"postgresql://app:{PASSWORD}@part2@db1,db2/tasks",
+            "the host contains '@'",
+            id="unencoded-at-sign-before-a-host-list",
+        ),
+        pytest.param(
+            f"postgresql://app:{PASSWORD}@db1,,db2/tasks",
+            "the host list has an empty host",
+            id="empty-host-in-list",
+        ),
+        pytest.param(
+            f"postgresql://app:{PASSWORD}@db1:5432,db2:next/tasks",
+            "the port of host db2 is not a number",
+            id="bad-port-in-list",
+        ),
+        pytest.param(
+            f"postgresql://app:{PASSWORD}@db1,db2/tasks?port=5433",
+            "a host list cannot be combined with ?host= or ?port=",
+            id="host-list-and-port-parameter",
         ),
         pytest.param(
             f"postgresql://app:{PASSWORD}@db/tasks?sslmode=verify-full&sslrootcert=/no/such.pem",
