@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import signal
 import sys
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from app.db.embedded import EmbeddedDatabaseError
 from app.settings import Settings
-from bench import processes, profile, report, streams
+from bench import processes, profile, report, scaling, streams
 from bench.database import (
     CHANGES_AFTER_CURSOR,
     READERS,
@@ -88,7 +89,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="seconds (12: longer than the pool timeout, so a pool that cannot keep up shows)",
     )
     parser.add_argument(
-        "--workers", type=int, default=1, help="uvicorn workers for both apps (WEB_CONCURRENCY)"
+        "--workers",
+        type=_csv_ints,
+        default=[1],
+        help="uvicorn workers for both apps (WEB_CONCURRENCY); several (1,2) measure scaling "
+        "instead of the table (bench/scaling.py: the service with each count, two processes "
+        "behind HAProxy, pgbench's ceiling)",
     )
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (2)")
     parser.add_argument(
@@ -152,6 +158,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.quick:
         args.duration, args.runs, args.connections = 3.0, 1, [50]
         args.burst_duration, args.warmup = 2.0, 1.0
+    args.scaling = args.workers if len(args.workers) > 1 else None
+    if args.scaling and (args.profile or args.streams):
+        parser.error("several --workers measure scaling, which replaces the table like --profile")
+    if not args.workers or min(args.workers) < 1:
+        parser.error("--workers must be positive")
+    args.workers = args.workers[0]
     if args.workloads is None:
         args.workloads = ["w1", "w2"] if args.profile else list(DEFAULT_WORKLOADS)
     if args.streams:
@@ -189,7 +201,7 @@ class Bench:
     args: argparse.Namespace
     wrk: str
     db: SeededDatabase
-    servers: dict[str, Server]
+    servers: dict[str, Server | scaling.Replicas]
     errors_log: Path
 
     def data_file(self, workload: str) -> Path:
@@ -398,6 +410,41 @@ def run_streams(
     log(f"written: {out / 'streams.md'}, {out / 'streams.json'}")
 
 
+def _run_scaling(
+    args: argparse.Namespace, wrk: str, db: SeededDatabase, out: Path, load_before: str, code: str
+) -> None:
+    """Several --workers: the scaling table (bench/scaling.py) instead of the matrix."""
+    errors_log = out / "server-warnings.log"
+    text = scaling.run_scaling(
+        args,
+        db,
+        lambda servers: functools.partial(
+            Bench(args, wrk, db, servers, errors_log).run, next(iter(servers))
+        ),
+        out,
+        lambda settings: report.header(settings, db.server_version, load_before, code),
+    )
+    print(text)
+    (out / "scaling.md").write_text(text + "\n")
+    log(f"written: {out / 'scaling.md'}, {out / 'scaling.json'}")
+
+
+def _notes(args: argparse.Namespace, restarts: int) -> list[str]:
+    notes = (
+        [f"- WARNING: a server died during the benchmark and was restarted {restarts} time(s)"]
+        if restarts
+        else []
+    )
+    if args.burst_connections and args.burst_duration <= POOL_TIMEOUT_S:
+        notes.append(
+            f"- NOTE: the {args.burst_connections}-connection runs lasted "
+            f"{args.burst_duration:g} s, not longer than the pool timeout ({POOL_TIMEOUT_S:g} s "
+            "by default): requests queued for a connection may not have failed yet, so 'no "
+            "errors' there proves little"
+        )
+    return notes
+
+
 def _env_text(extra_env: dict[str, str]) -> str:
     return " ".join(f"{key}={value}" for key, value in extra_env.items())
 
@@ -446,6 +493,9 @@ def main(argv: list[str] | None = None) -> int:
             f"max_connections {db.max_connections}"
             + ("" if db.postmaster_pid else " (not on this machine: no PostgreSQL CPU column)")
         )
+        if args.scaling:
+            _run_scaling(args, wrk, db, out, load_before, code)
+            return 0
         servers = {
             "service": processes.service(
                 url, db.jwt_secret, args.workers, out, extra_env, args.app_path
@@ -498,21 +548,7 @@ def main(argv: list[str] | None = None) -> int:
         **({"env": _env_text(extra_env)} if extra_env else {}),
         **({"app_path": str(args.app_path)} if args.app_path else {}),
     }
-    notes = (
-        [
-            f"- WARNING: a server died during the benchmark and was restarted "
-            f"{bench.restarts} time(s)"
-        ]
-        if bench.restarts
-        else []
-    )
-    if args.burst_connections and args.burst_duration <= POOL_TIMEOUT_S:
-        notes.append(
-            f"- NOTE: the {args.burst_connections}-connection runs lasted "
-            f"{args.burst_duration:g} s, not longer than the pool timeout ({POOL_TIMEOUT_S:g} s "
-            "by default): requests queued for a connection may not have failed yet, so 'no "
-            "errors' there proves little"
-        )
+    notes = _notes(args, bench.restarts)
     text = "\n\n".join(
         [
             report.header(settings, db.server_version, load_before, code),
