@@ -35,7 +35,7 @@ from app.db.engine import (
     local_timeouts_sql,
     statement_timeout_ms,
 )
-from app.db.errors import DatabaseStartupError
+from app.db.errors import READ_ONLY_SQLSTATE, DatabaseStartupError
 from app.db.notifications import NotificationSender
 from app.db.startup import retry_until_deadline
 from app.db.statements import Statement
@@ -195,6 +195,11 @@ class Database:
             # shutting down, the backend terminated) ends the session, even if the driver has
             # not yet read the socket's close. Client-side errors carry no severity.
             reusable = getattr(error, "severity", None) == "ERROR"
+            if getattr(error, "sqlstate", None) == READ_ONLY_SQLSTATE:
+                # Every pooled session is on a server that refuses writes: start afresh, so
+                # the next connections find the primary (target_session_attrs=read-write).
+                reusable = False
+                await self.engine.dispose(close=False)
             raise
         except (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.InternalClientError):
             raise  # the connection itself failed or timed out mid-statement: not reusable

@@ -14,9 +14,11 @@ import asyncpg
 import structlog
 from sqlalchemy import Text, bindparam, event, exc, func, literal_column, select, true
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.util import await_
 
+from app.db.errors import READ_ONLY_SQLSTATE
 from app.db.statements import render_constant
 from app.db.url import DatabaseTarget
 from app.settings import Settings
@@ -159,6 +161,7 @@ def create_engine(settings: Settings, target: DatabaseTarget | None = None) -> A
             ping_timeout=settings.db_connect_timeout_seconds,
             ping_after_idle=settings.db_pool_pre_ping_idle_seconds,
         )
+    _reconnect_after_read_only_errors(engine)
     return engine
 
 
@@ -191,6 +194,19 @@ def _check_on_checkout(engine: AsyncEngine, ping_timeout: float, ping_after_idle
             await_(driver.execute("SELECT 1", timeout=ping_timeout))
         except Exception as error:
             raise exc.DisconnectionError("connection failed its pre-ping") from error
+
+
+def _reconnect_after_read_only_errors(engine: AsyncEngine) -> None:
+    """A write refused as read-only (READ_ONLY_SQLSTATE: the server is a standby, or a primary
+    being demoted) counts as a disconnect, so SQLAlchemy discards the pool's connections and
+    the next ones find the primary."""
+
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def _read_only(context: ExceptionContext) -> None:
+        original = context.original_exception
+        cause = getattr(original, "__cause__", None) or original
+        if getattr(cause, "sqlstate", None) == READ_ONLY_SQLSTATE:
+            context.is_disconnect = True
 
 
 def _set_local_timeouts(engine: AsyncEngine, timeout_ms: int) -> None:

@@ -42,6 +42,10 @@ DATABASE_ERROR_TYPES: tuple[type[Exception], ...] = (
 )
 
 
+# read_only_sql_transaction: a write reached a standby or a primary being demoted.
+READ_ONLY_SQLSTATE = "25006"
+
+
 def translate_database_error(exc: BaseException) -> AppError | None:
     """Map a driver/pool failure to the error a client should see, or None if it is not one.
 
@@ -74,6 +78,11 @@ def _translate_driver_error(exc: BaseException) -> AppError | None:
         return DatabaseUnavailableError(
             "The database gave way to a concurrent request; retry shortly"
         )
+    if sqlstate == READ_ONLY_SQLSTATE:
+        # Connected to a server that is not (or no longer) the primary: a switchover, or a
+        # URL without target_session_attrs=read-write. The pool is replaced (database.py,
+        # engine.py), so the retry connects afresh and finds the primary.
+        return DatabaseUnavailableError("The database is read-only at the moment; retry shortly")
     if type(exc) is asyncpg.InterfaceError:  # "connection is closed"; not its subclasses,
         return DatabaseUnavailableError()  # which are client configuration or argument errors
     if isinstance(exc, asyncpg.InternalClientError):

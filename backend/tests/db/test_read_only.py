@@ -1,0 +1,105 @@
+"""A database that refuses writes (a standby reached without target_session_attrs, or a primary
+being demoted in a switchover): every write is a 503 to retry, never a 500, and the pool's
+sessions are replaced, so writes resume as soon as the server accepts them again.
+
+The scratch database is made read-only for new sessions (ALTER DATABASE ... SET
+default_transaction_read_only), and the app's sessions are ended so that they reconnect into it,
+as a demoted primary's clients would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import asyncpg
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from sqlalchemy import exc, text
+from sqlalchemy.engine import make_url
+
+from app.db.engine import create_engine
+from app.db.errors import DatabaseUnavailableError, translate_database_error
+from app.db.migrations import upgrade
+from app.main import create_app
+from tests.fixtures.accounts import Account, sign_up_via
+from tests.fixtures.app import make_settings
+from tests.fixtures.database import scratch_database
+
+READ_ONLY_DETAIL = "The database is read-only at the moment; retry shortly"
+
+
+@pytest.fixture
+async def scratch_url(server_url: str) -> AsyncIterator[str]:
+    async with scratch_database(server_url, "taskapi_read_only") as url:
+        engine = create_engine(make_settings(url))
+        try:
+            await upgrade(engine)
+        finally:
+            await engine.dispose()
+        yield url
+
+
+async def _set_read_only(url: str, read_only: bool) -> None:
+    """Make new sessions of the database read-only (or writable) and end the ones open now."""
+    database = make_url(url).database
+    connection = await asyncpg.connect(
+        make_url(url).set(drivername="postgresql", database="postgres").render_as_string(False)
+    )
+    try:
+        change = "SET default_transaction_read_only = on" if read_only else "RESET ALL"
+        await connection.execute(f'ALTER DATABASE "{database}" {change}')
+        if read_only:
+            await connection.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = $1 AND pid <> pg_backend_pid()",
+                database,
+            )
+    finally:
+        await connection.close()
+
+
+async def _create(http: httpx.AsyncClient, account: Account, title: str) -> httpx.Response:
+    return await http.post(account.tasks_url, json={"title": title}, headers=account.headers)
+
+
+async def test_writes_to_a_read_only_database_are_503s_and_resume_when_it_is_writable(
+    scratch_url: str,
+) -> None:
+    app = create_app(make_settings(scratch_url))
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            account = await sign_up_via(http)
+            assert (await _create(http, account, "before")).status_code == 201
+
+            await _set_read_only(scratch_url, read_only=True)
+            refused = [await _create(http, account, f"refused {n}") for n in range(5)]
+            await _set_read_only(scratch_url, read_only=False)
+            # The pool holds no read-only session any more: the very next write goes through.
+            after = await _create(http, account, "after")
+
+    # The first attempts may meet the ended sessions (a plain 503); none is a 500.
+    assert {answer.status_code for answer in refused} == {503}
+    assert all("Retry-After" in answer.headers for answer in refused)
+    assert refused[-1].json() == {"detail": READ_ONLY_DETAIL, "code": "database_unavailable"}
+    assert after.status_code == 201, after.text
+
+
+async def test_the_engine_discards_a_session_that_refused_a_write(scratch_url: str) -> None:
+    engine = create_engine(make_settings(scratch_url))
+    try:
+        await _set_read_only(scratch_url, read_only=True)
+        with pytest.raises(exc.DBAPIError) as refused:
+            async with engine.begin() as connection:
+                await connection.execute(text("CREATE TABLE refused (id int)"))
+        await _set_read_only(scratch_url, read_only=False)
+        async with engine.begin() as connection:
+            await connection.execute(text("CREATE TABLE accepted (id int)"))
+    finally:
+        await engine.dispose()
+
+    assert refused.value.connection_invalidated
+    translated = translate_database_error(refused.value)
+    assert isinstance(translated, DatabaseUnavailableError)
+    assert translated.detail == READ_ONLY_DETAIL
