@@ -166,21 +166,32 @@ RunCell = Callable[[str, int, float], RunResult]
 
 
 def measure_setup(
-    args: argparse.Namespace, run: RunCell, setup: str, processes_: int
+    args: argparse.Namespace,
+    run: RunCell,
+    setup: str,
+    processes_: int,
+    balancer_cpu_seconds: Callable[[], float | None] | None = None,
 ) -> list[ScalingRow]:
+    """Each workload: a warm-up, then ``--runs`` runs; the median row (with the load balancer's
+    CPU per request when it has one)."""
     rows = []
     connections = args.connections[0]
     for workload in args.workloads:
         if args.warmup > 0:
             run(workload, connections, args.warmup)
             settle()
-        results = []
+        results, balancer = [], []
         for number in range(args.runs):
+            before = balancer_cpu_seconds() if balancer_cpu_seconds else None
             result = run(workload, connections, args.duration)
+            after = balancer_cpu_seconds() if balancer_cpu_seconds else None
+            if before is not None and after is not None and result.requests:
+                balancer.append((after - before) * 1000 / result.requests)
             results.append(result)
             log(f"{setup:<28} {workload} run {number + 1}: {result.rps:8,.0f} req/s")
             settle()
-        rows.append(_median_row(setup, processes_, results))
+        balancer_ms = statistics.median(balancer) if balancer else None
+        rows.append(_median_row(setup, processes_, results, balancer_ms))
     return rows
 
 
@@ -338,7 +349,7 @@ def run_scaling(
             replicas.start()
             try:
                 run = make_bench_run({"replicas": replicas})
-                rows += _measure_replicas(args, run, replicas)
+                rows += measure_setup(args, run, replicas.name, 2, replicas.balancer_cpu_seconds)
             finally:
                 replicas.stop()
     ceilings: list[PgbenchRow] = []
@@ -381,30 +392,3 @@ def run_scaling(
         )
     )
     return text
-
-
-def _measure_replicas(
-    args: argparse.Namespace, run: RunCell, replicas: Replicas
-) -> list[ScalingRow]:
-    rows = []
-    connections = args.connections[0]
-    for workload in args.workloads:
-        if args.warmup > 0:
-            run(workload, connections, args.warmup)
-            settle()
-        results, balancer = [], []
-        for number in range(args.runs):
-            before = replicas.balancer_cpu_seconds()
-            result = run(workload, connections, args.duration)
-            after = replicas.balancer_cpu_seconds()
-            if before is not None and after is not None and result.requests:
-                balancer.append((after - before) * 1000 / result.requests)
-            results.append(result)
-            log(f"{replicas.name:<28} {workload} run {number + 1}: {result.rps:8,.0f} req/s")
-            settle()
-        rows.append(
-            _median_row(
-                replicas.name, 2, results, statistics.median(balancer) if balancer else None
-            )
-        )
-    return rows

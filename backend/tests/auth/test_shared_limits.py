@@ -47,6 +47,18 @@ async def limited_app(
         yield manager.app  # type: ignore[misc]
 
 
+@contextlib.asynccontextmanager
+async def two_workers(
+    database_url: str, storage_url: str, **overrides: str
+) -> AsyncIterator[tuple[FastAPI, FastAPI]]:
+    """Two apps with the same settings and storage, as two worker processes are."""
+    async with (
+        limited_app(database_url, storage_url, **overrides) as first,
+        limited_app(database_url, storage_url, **overrides) as second,
+    ):
+        yield first, second
+
+
 async def guess(app: FastAPI, address: str, email: str) -> httpx.Response:
     async with client_at(app, address) as http:
         return await http.post(LOGIN_URL, json={"email": email, "password": "wrong-guess"})
@@ -63,9 +75,9 @@ async def test_two_workers_on_one_redis_enforce_one_limit_per_address(
     database_url: str, redis_url: str
 ) -> None:
     address = unique_address()
-    async with (
-        limited_app(database_url, redis_url, rate_limit_auth_per_address="4/minute") as first,
-        limited_app(database_url, redis_url, rate_limit_auth_per_address="4/minute") as second,
+    async with two_workers(database_url, redis_url, rate_limit_auth_per_address="4/minute") as (
+        first,
+        second,
     ):
         answers = []
         for app in (first, second, first, second, first, second):
@@ -87,14 +99,9 @@ async def test_concurrent_guesses_through_two_workers_cannot_exceed_the_limit(
     different workers do not all slip in."""
     user = await store_user(engine)
     address = unique_address()
-    async with (
-        limited_app(
-            database_url, redis_url, rate_limit_login_failures_per_account_and_address="3/minute"
-        ) as first,
-        limited_app(
-            database_url, redis_url, rate_limit_login_failures_per_account_and_address="3/minute"
-        ) as second,
-    ):
+    async with two_workers(
+        database_url, redis_url, rate_limit_login_failures_per_account_and_address="3/minute"
+    ) as (first, second):
         statuses = sorted(
             r.status_code
             for r in await asyncio.gather(
@@ -110,14 +117,9 @@ async def test_failures_through_one_worker_delay_the_account_on_another(
 ) -> None:
     user = await store_user(engine)
     attacker = unique_address()
-    async with (
-        limited_app(
-            database_url, redis_url, rate_limit_login_failures_per_account="1/15 minutes"
-        ) as first,
-        limited_app(
-            database_url, redis_url, rate_limit_login_failures_per_account="1/15 minutes"
-        ) as second,
-    ):
+    async with two_workers(
+        database_url, redis_url, rate_limit_login_failures_per_account="1/15 minutes"
+    ) as (first, second):
         assert (await guess(first, attacker, user.email)).status_code == 401
         assert (await guess(first, unique_address(), user.email)).status_code == 401
         # The account is past its threshold: the failed address waits, whichever worker it asks.

@@ -20,23 +20,17 @@ from sqlalchemy.engine import make_url
 
 from app.db.engine import create_engine
 from app.db.errors import DatabaseUnavailableError, translate_database_error
-from app.db.migrations import upgrade
 from app.main import create_app
 from tests.fixtures.accounts import Account, sign_up_via
 from tests.fixtures.app import make_settings
-from tests.fixtures.database import scratch_database
+from tests.fixtures.database import migrated_database
 
 READ_ONLY_DETAIL = "The database is read-only at the moment; retry shortly"
 
 
 @pytest.fixture
 async def scratch_url(server_url: str) -> AsyncIterator[str]:
-    async with scratch_database(server_url, "taskapi_read_only") as url:
-        engine = create_engine(make_settings(url))
-        try:
-            await upgrade(engine)
-        finally:
-            await engine.dispose()
+    async with migrated_database(server_url, "taskapi_read_only") as url:
         yield url
 
 
