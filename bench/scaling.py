@@ -99,11 +99,17 @@ class Replicas:
             time.sleep(0.05)
 
     def stop(self) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            self._process.wait(10)
-        self.first.stop()
-        self.second.stop()
+        try:
+            if self._process is not None and self._process.poll() is None:
+                self._process.terminate()
+                try:
+                    self._process.wait(10)
+                except subprocess.TimeoutExpired:
+                    self._process.kill()
+                    self._process.wait(10)
+        finally:
+            self.first.stop()
+            self.second.stop()
 
     def alive(self) -> bool:
         running = self._process is not None and self._process.poll() is None

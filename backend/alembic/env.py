@@ -64,6 +64,7 @@ def run_migrations_offline() -> None:
     )
     with context.begin_transaction():
         # A generated script migrates under the same lock as every other path.
+        context.execute("SET LOCAL statement_timeout = 0")
         context.execute(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_ID})")
         context.run_migrations()
 

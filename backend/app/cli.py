@@ -147,14 +147,15 @@ def _serve(settings: Settings) -> None:
 def _shared_metrics(workers: int) -> Iterator[None]:
     """With several workers, a folder in which they all keep their metrics, so that /metrics
     answers for all of them (observability/metrics.py): PROMETHEUS_MULTIPROC_DIR if the operator
-    set one (emptied first: files of an earlier run would be summed in), else a temporary one."""
-    if workers == 1:
-        yield
-        return
+    set one (then whatever the worker count, emptied first: files of an earlier run would be
+    summed in), else a temporary one."""
     configured = multiprocess_dir()
     if configured is not None:
         for stale in Path(configured).glob("*.db"):
             stale.unlink()
+        yield
+        return
+    if workers == 1:
         yield
         return
     with tempfile.TemporaryDirectory(prefix="taskapi-metrics-") as folder:

@@ -163,9 +163,13 @@ def _lifespan(
             purges = [key_purge(database, settings).start(), sync_purge(database, settings).start()]
             if limits.shared:
                 # Not a reason to refuse to start: the rule for an unavailable Redis applies.
-                reachable = await limits.check()
-                log = logger.info if reachable else logger.warning
-                log("rate_limit_storage", shared=True, reachable=reachable)
+                problem = await limits.check()
+                if problem is None:
+                    logger.info("rate_limit_storage", shared=True, reachable=True)
+                else:
+                    logger.warning(
+                        "rate_limit_storage", shared=True, reachable=False, error=problem
+                    )
             if metrics:
                 metrics.watch(database, events)
             # What start-up built (modules, routes, schemas, the pool) lives as long as the

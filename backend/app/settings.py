@@ -17,6 +17,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from redis.connection import parse_url as redis_url
 
 from app.db.url import DatabaseTarget, DatabaseUrlError, parse_database_url
 
@@ -204,12 +205,18 @@ class Settings(BaseSettings):
     @field_validator("rate_limit_storage_url")
     @classmethod
     def _check_rate_limit_storage(cls, value: SecretStr) -> SecretStr:
-        scheme = (
-            value.get_secret_value().split("://", 1)[0] if "://" in value.get_secret_value() else ""
-        )
-        if scheme not in ("memory", "redis", "rediss", "unix"):
-            # The message never repeats the URL, which may hold a password.
+        url = value.get_secret_value()
+        scheme, separator, _ = url.partition("://")
+        # The messages never repeat the URL, which may hold a password.
+        if not separator or scheme not in ("memory", "redis", "rediss", "unix"):
             raise ValueError("expected memory:// or a redis://, rediss:// or unix:// URL")
+        if scheme != "memory":
+            try:
+                redis_url(url)  # type: ignore[no-untyped-call]
+            except ValueError:
+                raise ValueError(
+                    "not a valid Redis URL (redis://[:password@]host:port/db)"
+                ) from None
         return value
 
     @field_validator("database_url", "database_listen_url")

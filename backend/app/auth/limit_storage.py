@@ -46,6 +46,8 @@ REDIS_TIMEOUT_SECONDS = 0.5
 RETRY_SECONDS = 5.0
 # The counters' keys, so that a Redis shared with other programs keeps them apart.
 KEY_PREFIX = "taskapi:auth-limits"
+# What start-up reads to see that the shared windows work.
+CHECK_ITEM = limits.RateLimitItemPerSecond(1, 1)
 
 WhenUnavailable = Literal["closed", "open"]
 Result = TypeVar("Result")
@@ -56,6 +58,8 @@ class LimitWindows(Protocol):
     awaited."""
 
     async def hit(self, item: limits.RateLimitItem, *identifiers: str) -> bool: ...
+
+    async def test(self, item: limits.RateLimitItem, *identifiers: str) -> bool: ...
 
     async def get_window_stats(
         self, item: limits.RateLimitItem, *identifiers: str
@@ -74,6 +78,9 @@ class ProcessWindows:
 
     async def hit(self, item: limits.RateLimitItem, *identifiers: str) -> bool:
         return self._limiter.hit(item, *identifiers)
+
+    async def test(self, item: limits.RateLimitItem, *identifiers: str) -> bool:
+        return self._limiter.test(item, *identifiers)
 
     async def get_window_stats(self, item: limits.RateLimitItem, *identifiers: str) -> WindowStats:
         return self._limiter.get_window_stats(item, *identifiers)
@@ -128,9 +135,12 @@ class LimitStorage:
         except StorageError as error:
             self._unavailable_until = time.monotonic() + RETRY_SECONDS
             cause = error.storage_error
+            # Redis's own messages name the failure (refused, timed out, NOPERM ...), never
+            # the password.
             logger.warning(
                 "rate_limit_storage_unavailable",
                 error=type(cause).__name__,
+                reason=str(cause),
                 when_unavailable=self._when_unavailable,
                 retry_in_seconds=RETRY_SECONDS,
             )
@@ -143,15 +153,16 @@ class LimitStorage:
             return await operation(self._process)
         raise RateLimitUnavailableError(math.ceil(self._unavailable_until - time.monotonic()))
 
-    async def check(self) -> bool:
-        """Whether the shared windows answer (start-up's log line); True for memory://."""
-        if self._pool is None:
-            return True
+    async def check(self) -> str | None:
+        """Why the shared windows cannot be used, or None when a window operation works (the
+        scripts the limits run, not only a PING, so a role without EVALSHA shows here)."""
+        if self._shared is None:
+            return None
         try:
-            async with redis.asyncio.Redis(connection_pool=self._pool) as client:
-                return bool(await client.ping())
-        except (redis.RedisError, OSError):
-            return False
+            await self._shared.get_window_stats(CHECK_ITEM, "start-up check")
+        except StorageError as error:
+            return f"{type(error.storage_error).__name__}: {error.storage_error}"
+        return None
 
     async def close(self) -> None:
         """Closes Redis connections (the pool opens new ones if the app starts again)."""

@@ -17,16 +17,21 @@ in. An IPv6 address counts as its /64, which one host commonly has to itself. Th
 moving windows of the `limits` library, in the process or in Redis (limit_storage.py). Each
 count that can refuse is one atomic hit, so concurrent attempts never exceed a limit, across
 processes too. The delay's check of an address's last attempt and its reset are two operations:
-one process runs them one login at a time; two processes could each admit one attempt from the
-same address in the same few milliseconds, which the per-(account, address) limit still bounds.
+one process runs them for one login per account and address at a time; two processes could each
+admit one attempt from the same address in the same few milliseconds, which the
+per-(account, address) limit still bounds. The counters' keys hold keyed hashes of the email and
+the address, never the values.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import ipaddress
 import math
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Literal
 
@@ -56,11 +61,16 @@ class RateLimiter:
         failures_per_account_and_address: str,
         failures_per_account: str,
         storage: LimitStorage,
+        pseudonym_key: bytes,
     ) -> None:
         self._storage = storage
-        # Serialises this process's logins through the delay's check-then-reset, which is not
-        # one atomic operation on a shared storage (see the module's docstring).
-        self._login_lock = asyncio.Lock()
+        self._pseudonym_key = pseudonym_key
+        # One login at a time per (account, address) in this process through the delay's
+        # check-then-reset, which is not one atomic operation on a shared storage (see the
+        # module's docstring); a lock lives as long as a login holds it.
+        self._login_locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
         self._per_address = limits.parse(per_address)
         self._per_account_and_address = limits.parse(failures_per_account_and_address)
         account = limits.parse(failures_per_account)
@@ -84,6 +94,7 @@ class RateLimiter:
                 settings.rate_limit_storage_url.get_secret_value(),
                 settings.rate_limit_when_unavailable,
             ),
+            pseudonym_key(settings),
         )
 
     @property
@@ -92,7 +103,7 @@ class RateLimiter:
 
     async def hit_address(self, address: str) -> Refusal | None:
         """Count one signup or login attempt from ``address``, unless its window is full."""
-        address = limited_address(address)
+        address = self.pseudonym(limited_address(address))
 
         async def hit(windows: LimitWindows) -> Refusal | None:
             if await windows.hit(self._per_address, "address", address):
@@ -106,11 +117,14 @@ class RateLimiter:
         """Count a login attempt on ``account`` from ``address`` BEFORE the password is checked,
         or refuse it. Counting first means concurrent guesses cannot all slip in while the
         first ones are still being verified."""
-        address = limited_address(address)
+        account, address = self.pseudonym(account), self.pseudonym(limited_address(address))
         attempts = ("login-attempts", account, address)
         last = ("login-last-attempt", account, address)
 
         async def begin(windows: LimitWindows) -> Refusal | None:
+            # The address's own limit first: its wait is the longer one to report.
+            if not await windows.test(self._per_account_and_address, *attempts):
+                return await self._address_refused(windows, attempts)
             delay = await self._delay(windows, account)
             if delay is not None:
                 stats = await windows.get_window_stats(self._last_attempt, *last)
@@ -118,17 +132,30 @@ class RateLimiter:
                     wait = stats.reset_time - self._max_delay + delay - time.time()
                     if wait > 0:
                         return Refusal("account", math.ceil(wait))
+            # The count itself is one atomic hit: of attempts racing past the test above, only
+            # as many as the window holds get through.
             if not await windows.hit(self._per_account_and_address, *attempts):
-                retry_after = await _retry_after(windows, self._per_account_and_address, *attempts)
-                return Refusal("account_and_address", retry_after)
+                return await self._address_refused(windows, attempts)
             await windows.clear(self._last_attempt, *last)
             await windows.hit(self._last_attempt, *last)
             return None
 
-        async with self._login_lock:
+        lock = self._login_locks.setdefault((account, address), asyncio.Lock())
+        async with lock:
             return await self._storage.run(begin)
 
+    async def _address_refused(
+        self, windows: LimitWindows, attempts: tuple[str, str, str]
+    ) -> Refusal:
+        retry_after = await _retry_after(windows, self._per_account_and_address, *attempts)
+        return Refusal("account_and_address", retry_after)
+
+    def pseudonym(self, identifier: str) -> str:
+        return pseudonym(self._pseudonym_key, identifier)
+
     async def login_failed(self, account: str) -> None:
+        account = self.pseudonym(account)
+
         async def fail(windows: LimitWindows) -> None:
             await windows.hit(self._account_failures, "login-failures", account)
 
@@ -137,7 +164,7 @@ class RateLimiter:
     async def login_succeeded(self, account: str, address: str) -> None:
         """Forget this address's attempts on the account. The account's failures stay: the owner
         logging in does not hand an attacker elsewhere a fresh run of undelayed guesses."""
-        address = limited_address(address)
+        account, address = self.pseudonym(account), self.pseudonym(limited_address(address))
 
         async def succeed(windows: LimitWindows) -> None:
             await windows.clear(self._per_account_and_address, "login-attempts", account, address)
@@ -158,6 +185,19 @@ class RateLimiter:
 async def _retry_after(windows: LimitWindows, item: limits.RateLimitItem, *identifiers: str) -> int:
     reset_at = (await windows.get_window_stats(item, *identifiers)).reset_time
     return max(1, math.ceil(reset_at - time.time()))
+
+
+def pseudonym_key(settings: Settings) -> bytes:
+    """The key of the counters' pseudonyms, derived from JWT_SECRET (which every replica shares)
+    and used for nothing else."""
+    secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else ""
+    return hashlib.sha256(b"taskapi auth-limit keys\0" + secret.encode()).digest()
+
+
+def pseudonym(key: bytes, identifier: str) -> str:
+    """What the counters' keys hold instead of an email or an address: a keyed hash, so a
+    shared Redis lists no one's email or address."""
+    return hmac.new(key, identifier.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def limited_address(address: str) -> str:

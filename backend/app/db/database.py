@@ -67,6 +67,9 @@ class Transaction:
         return await self.connection.execute(statement.sql, *statement.arguments(values))
 
 
+POOL_REPLACEMENT_INTERVAL_SECONDS = 1.0
+
+
 @dataclass
 class Database:
     engine: AsyncEngine
@@ -81,8 +84,22 @@ class Database:
     # Announcements of committed changes to every process's listener (db/notifications.py).
     notifications: NotificationSender = field(init=False, repr=False)
 
+    # When _replace_pool last replaced the pool.
+    _pool_replaced_at: float = field(default=float("-inf"), init=False, repr=False)
+
     def __post_init__(self) -> None:
         self.notifications = NotificationSender(self.fetch_value)
+
+    async def _replace_pool(self) -> None:
+        """After a write refused as read-only every pooled session is likely on a server that
+        is no longer the primary: replace the pool, so the next connections find the primary
+        (target_session_attrs=read-write). Once a second at most, however many requests fail
+        together; each failing connection is discarded on its own anyway."""
+        now = time.monotonic()
+        if now - self._pool_replaced_at < POOL_REPLACEMENT_INTERVAL_SECONDS:
+            return
+        self._pool_replaced_at = now
+        await self.engine.dispose()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
@@ -196,10 +213,8 @@ class Database:
             # not yet read the socket's close. Client-side errors carry no severity.
             reusable = getattr(error, "severity", None) == "ERROR"
             if getattr(error, "sqlstate", None) == READ_ONLY_SQLSTATE:
-                # Every pooled session is on a server that refuses writes: start afresh, so
-                # the next connections find the primary (target_session_attrs=read-write).
                 reusable = False
-                await self.engine.dispose(close=False)
+                await self._replace_pool()
             raise
         except (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.InternalClientError):
             raise  # the connection itself failed or timed out mid-statement: not reusable

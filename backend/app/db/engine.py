@@ -99,6 +99,28 @@ def driver_connect_arguments(
 
 
 OUTSIDE_POOL_SUFFIX = "-listener"
+# What sends a host list on to its next host, as libpq does: the host does not answer, is not
+# what target_session_attrs asks for, or refuses the session (shutting down, starting up).
+NEXT_HOST_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InternalClientError)
+
+
+async def connect_host_by_host(*args: Any, **kwargs: Any) -> DriverConnection:
+    """``asyncpg.connect``, but a host list (``h1:p1,h2:p2`` for failover) is tried one host at
+    a time, each with the whole connect timeout. asyncpg spends one timeout on the whole list and
+    moves on only from a host that refuses, so a primary that silently drops packets would use
+    it up and leave the standby untried; libpq gives each host its connect_timeout."""
+    hosts, ports = kwargs.get("host"), kwargs.get("port")
+    if not isinstance(hosts, list) or len(hosts) < 2:
+        return await asyncpg.connect(*args, **kwargs)
+    port_list = ports if isinstance(ports, list) else [ports] * len(hosts)
+    failure: BaseException | None = None
+    for host, port in zip(hosts, port_list, strict=True):
+        try:
+            return await asyncpg.connect(*args, **{**kwargs, "host": host, "port": port})
+        except NEXT_HOST_ERRORS as error:
+            failure = error
+    assert failure is not None  # a list of two or more hosts was tried
+    raise failure
 
 
 async def connect_outside_pool(settings: Settings, target: DatabaseTarget) -> DriverConnection:
@@ -121,7 +143,7 @@ async def connect_outside_pool(settings: Settings, target: DatabaseTarget) -> Dr
         # those): "<the pool's name>-listener". A DATABASE_LISTEN_URL's own name is kept.
         base = target.application_name or "taskapi"
         arguments["server_settings"]["application_name"] = f"{base}{OUTSIDE_POOL_SUFFIX}"
-    return await asyncpg.connect(**address, **arguments)
+    return await connect_host_by_host(**address, **arguments)
 
 
 def create_engine(settings: Settings, target: DatabaseTarget | None = None) -> AsyncEngine:
@@ -129,6 +151,7 @@ def create_engine(settings: Settings, target: DatabaseTarget | None = None) -> A
     timeout_ms = statement_timeout_ms(settings)
     pgbouncer = behind_pgbouncer(settings, target)
     connect_args = driver_connect_arguments(settings, target, pgbouncer=pgbouncer)
+    connect_args["async_creator_fn"] = connect_host_by_host
     if pgbouncer:
         # And never-reused statement names. (statement_cache_size is asyncpg's own cache,
         # prepared_statement_cache_size is SQLAlchemy's adapter cache; both are connect()

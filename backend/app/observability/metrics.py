@@ -18,6 +18,7 @@ import os
 from collections.abc import Sized
 from typing import Annotated
 
+import structlog
 from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -33,6 +34,8 @@ from sqlalchemy.pool import QueuePool
 
 from app.db.database import Database
 from app.http.errors import AppError, ErrorCode
+
+logger = structlog.get_logger("app.metrics")
 
 # Paths that matched no route share one label, so scanners cannot explode the label set.
 UNMATCHED_ROUTE = "<unmatched>"
@@ -108,7 +111,8 @@ class Metrics:
     async def unwatch(self) -> None:
         if self._refresher is not None:
             self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            # Nothing the refresher did may stop the rest of the shutdown.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._refresher
             self._refresher = None
         self._database, self._streams = None, ()
@@ -136,7 +140,10 @@ class Metrics:
     async def _refresh_periodically(self) -> None:
         while True:
             await asyncio.sleep(GAUGE_REFRESH_SECONDS)
-            self.refresh()
+            try:
+                self.refresh()
+            except Exception as error:  # the metrics folder gone, say: the service goes on
+                logger.warning("metrics_refresh_failed", error=type(error).__name__)
 
 
 async def get_metrics(request: Request) -> Metrics:

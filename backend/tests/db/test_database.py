@@ -18,7 +18,7 @@ from sqlalchemy.exc import TimeoutError as SATimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.database import Database
-from app.db.engine import CLIENT_TIMEOUT_MARGIN_SECONDS, create_engine
+from app.db.engine import CLIENT_TIMEOUT_MARGIN_SECONDS, connect_outside_pool, create_engine
 from app.db.errors import DatabaseStartupError, DatabaseUnavailableError, translate_database_error
 from app.main import create_app
 from tests.fixtures.accounts import Account
@@ -555,3 +555,26 @@ async def test_a_route_answers_503_while_the_database_is_gone_and_recovers_witho
     assert refused_write.status_code == 503
     assert after.status_code == 201, after.text
     assert await _titles(engine, new_account) == ["after the outage"]
+
+
+async def test_a_host_list_moves_on_from_a_host_that_never_answers(database_url: str) -> None:
+    """libpq's rule, which asyncpg alone does not follow: each host of a list gets the whole
+    connect timeout, so a primary that silently drops packets leaves the next host tried, by
+    the pool and by the LISTEN session alike."""
+    async with running_proxy(database_url) as dead, running_proxy(database_url) as alive:
+        dead.black_hole()
+        both = f"127.0.0.1:{dead.port},127.0.0.1:{alive.port}"
+        url = alive.url.replace(f"127.0.0.1:{alive.port}", both)
+        settings = make_settings(url, db_connect_timeout_seconds=1)
+        database = Database.from_settings(settings)
+        try:
+            started = time.monotonic()
+            await database.ping()
+            pooled_after = time.monotonic() - started
+            listener = await connect_outside_pool(settings, settings.database)
+            await listener.close()
+        finally:
+            await database.dispose()
+
+    # The silent host's timeout, then the next host at once.
+    assert 1 <= pooled_after < 1 + 5

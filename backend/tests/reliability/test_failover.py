@@ -35,7 +35,7 @@ from tests.fixtures.tcp_proxy import TcpProxy, running_proxy
 
 # Real processes for tens of seconds: scheduled first (see conftest.py); the test, clusters and
 # server start included, stays well under a minute.
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 STANDBY_NAME = "failover_standby"
 # Every commit the primary acknowledges has first been flushed by the standby. The promoted
