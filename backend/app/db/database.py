@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import asyncpg
 import structlog
-from sqlalchemy import exc, text
+from sqlalchemy import event, exc, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
@@ -67,7 +67,8 @@ class Transaction:
         return await self.connection.execute(statement.sql, *statement.arguments(values))
 
 
-POOL_REPLACEMENT_INTERVAL_SECONDS = 1.0
+# When a pooled connection was opened (record.info), for _forget_pooled_sessions.
+_OPENED_AT = "opened_at"
 
 
 @dataclass
@@ -84,22 +85,26 @@ class Database:
     # Announcements of committed changes to every process's listener (db/notifications.py).
     notifications: NotificationSender = field(init=False, repr=False)
 
-    # When _replace_pool last replaced the pool.
-    _pool_replaced_at: float = field(default=float("-inf"), init=False, repr=False)
+    # Pooled connections opened before this moment are discarded at their next checkout.
+    _forget_before: float = field(default=float("-inf"), init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.notifications = NotificationSender(self.fetch_value)
+        pool = self.engine.sync_engine.pool
+        event.listen(pool, "connect", _note_opened)
+        event.listen(pool, "checkout", self._refuse_forgotten)
 
-    async def _replace_pool(self) -> None:
+    def _forget_pooled_sessions(self) -> None:
         """After a write refused as read-only every pooled session is likely on a server that
-        is no longer the primary: replace the pool, so the next connections find the primary
-        (target_session_attrs=read-write). Once a second at most, however many requests fail
-        together; each failing connection is discarded on its own anyway."""
-        now = time.monotonic()
-        if now - self._pool_replaced_at < POOL_REPLACEMENT_INTERVAL_SECONDS:
-            return
-        self._pool_replaced_at = now
-        await self.engine.dispose()
+        is no longer the primary: each is replaced at its next checkout (the connections in use
+        too, once they are back), so the next ones find the primary
+        (target_session_attrs=read-write)."""
+        self._forget_before = time.monotonic()
+
+    def _refuse_forgotten(self, _dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if record.info.get(_OPENED_AT, float("-inf")) < self._forget_before:
+            # The pool reconnects this record and checks the new connection out instead.
+            raise exc.DisconnectionError("opened before a read-only error")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
@@ -214,7 +219,7 @@ class Database:
             reusable = getattr(error, "severity", None) == "ERROR"
             if getattr(error, "sqlstate", None) == READ_ONLY_SQLSTATE:
                 reusable = False
-                await self._replace_pool()
+                self._forget_pooled_sessions()
             raise
         except (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.InternalClientError):
             raise  # the connection itself failed or timed out mid-statement: not reusable
@@ -281,3 +286,7 @@ def _describe_cause(exc: BaseException) -> str:
         # e.g. "unable to get local issuer certificate", "Hostname mismatch, ..."
         return f"{name}: {driver_error.verify_message}"
     return name
+
+
+def _note_opened(_dbapi_connection: Any, record: Any) -> None:
+    record.info[_OPENED_AT] = time.monotonic()

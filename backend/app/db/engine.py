@@ -6,6 +6,7 @@ build an engine from settings, so each has its own pool.
 
 from __future__ import annotations
 
+import ssl
 import time
 import uuid
 from typing import Any, TypeAlias
@@ -99,25 +100,40 @@ def driver_connect_arguments(
 
 
 OUTSIDE_POOL_SUFFIX = "-listener"
-# What sends a host list on to its next host, as libpq does: the host does not answer, is not
-# what target_session_attrs asks for, or refuses the session (shutting down, starting up).
-NEXT_HOST_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InternalClientError)
+# Connection failures that send a host list on to its next host, as libpq does: the host does
+# not answer or refuses, is starting up or shutting down, has no room, or is not what
+# target_session_attrs asks for. Anything else (a password, pg_hba, a missing database, a
+# certificate) is a configuration error, raised at once as with a single host.
+_NEXT_HOST_SQLSTATE_CLASSES = ("08", "53", "57")
+
+
+def _next_host_may_do_better(error: BaseException) -> bool:
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return False
+    if isinstance(error, OSError | TimeoutError | asyncpg.TargetServerAttributeNotMatched):
+        return True
+    sqlstate = getattr(error, "sqlstate", None) or ""
+    return sqlstate[:2] in _NEXT_HOST_SQLSTATE_CLASSES
 
 
 async def connect_host_by_host(*args: Any, **kwargs: Any) -> DriverConnection:
     """``asyncpg.connect``, but a host list (``h1:p1,h2:p2`` for failover) is tried one host at
     a time, each with the whole connect timeout. asyncpg spends one timeout on the whole list and
     moves on only from a host that refuses, so a primary that silently drops packets would use
-    it up and leave the standby untried; libpq gives each host its connect_timeout."""
+    it up and leave the standby untried; libpq gives each host its connect_timeout. A list that
+    prefers standbys (prefer-standby) is left to asyncpg, which ranks the hosts it reached."""
     hosts, ports = kwargs.get("host"), kwargs.get("port")
-    if not isinstance(hosts, list) or len(hosts) < 2:
+    preference = kwargs.get("target_session_attrs")
+    if not isinstance(hosts, list) or len(hosts) < 2 or preference == "prefer-standby":
         return await asyncpg.connect(*args, **kwargs)
     port_list = ports if isinstance(ports, list) else [ports] * len(hosts)
     failure: BaseException | None = None
     for host, port in zip(hosts, port_list, strict=True):
         try:
             return await asyncpg.connect(*args, **{**kwargs, "host": host, "port": port})
-        except NEXT_HOST_ERRORS as error:
+        except Exception as error:
+            if not _next_host_may_do_better(error):
+                raise
             failure = error
     assert failure is not None  # a list of two or more hosts was tried
     raise failure

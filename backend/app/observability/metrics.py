@@ -138,12 +138,17 @@ class Metrics:
         return generate_latest(self._exposed)
 
     async def _refresh_periodically(self) -> None:
+        failing = False
         while True:
             await asyncio.sleep(GAUGE_REFRESH_SECONDS)
             try:
                 self.refresh()
             except Exception as error:  # the metrics folder gone, say: the service goes on
-                logger.warning("metrics_refresh_failed", error=type(error).__name__)
+                if not failing:  # once per run of failures, not every second
+                    logger.warning("metrics_refresh_failed", error=type(error).__name__)
+                failing = True
+            else:
+                failing = False
 
 
 async def get_metrics(request: Request) -> Metrics:

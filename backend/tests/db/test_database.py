@@ -578,3 +578,22 @@ async def test_a_host_list_moves_on_from_a_host_that_never_answers(database_url:
 
     # The silent host's timeout, then the next host at once.
     assert 1 <= pooled_after < 1 + 5
+
+
+async def test_a_host_list_stops_at_a_configuration_error(database_url: str) -> None:
+    """A host that answers but refuses the session for a reason no other host would fix (here
+    a database that does not exist) is reported at once, not hidden behind the next host's
+    timeout, as libpq does."""
+    async with running_proxy(database_url) as reachable, running_proxy(database_url) as silent:
+        silent.black_hole()
+        both = f"127.0.0.1:{reachable.port},127.0.0.1:{silent.port}"
+        missing = make_url(reachable.url).set(database="no_such_database")
+        url = missing.render_as_string(hide_password=False)
+        url = url.replace(f"127.0.0.1:{reachable.port}", both)
+        settings = make_settings(url, db_connect_timeout_seconds=2)
+        started = time.monotonic()
+        with pytest.raises(asyncpg.InvalidCatalogNameError):
+            await connect_outside_pool(settings, settings.database)
+        refused_after = time.monotonic() - started
+
+    assert refused_after < 2

@@ -9,6 +9,7 @@ as a demoted primary's clients would.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -18,6 +19,7 @@ from asgi_lifespan import LifespanManager
 from sqlalchemy import exc, text
 from sqlalchemy.engine import make_url
 
+from app.db.database import Database
 from app.db.engine import create_engine
 from app.db.errors import DatabaseUnavailableError, translate_database_error
 from app.main import create_app
@@ -97,3 +99,31 @@ async def test_the_engine_discards_a_session_that_refused_a_write(scratch_url: s
     translated = translate_database_error(refused.value)
     assert isinstance(translated, DatabaseUnavailableError)
     assert translated.detail == READ_ONLY_DETAIL
+
+
+async def test_after_a_read_only_error_no_pooled_session_is_used_again(database_url: str) -> None:
+    """The sessions idle in the pool when a write is refused as read-only were opened on what
+    may no longer be the primary: each is replaced at its next checkout, not used again."""
+    database = Database.from_settings(make_settings(database_url, db_pool_size=3))
+
+    async def backend_pids() -> set[int]:
+        async def one(started: asyncio.Barrier) -> int:
+            async with database.transaction() as tx:
+                await started.wait()  # three connections at once
+                pid: int = await tx.connection.fetchval("SELECT pg_backend_pid()")
+                return pid
+
+        started = asyncio.Barrier(3)
+        return set(await asyncio.gather(*(one(started) for _ in range(3))))
+
+    try:
+        before = await backend_pids()
+        with pytest.raises(asyncpg.ReadOnlySQLTransactionError):
+            async with database.transaction(readonly=True) as tx:
+                await tx.connection.execute("UPDATE users SET name = name WHERE false")
+        after = await backend_pids()
+    finally:
+        await database.dispose()
+
+    assert len(before) == len(after) == 3
+    assert before.isdisjoint(after)
