@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import secrets
 import signal
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 from typing import NoReturn
@@ -29,7 +26,7 @@ from app.db.embedded import EmbeddedDatabaseError, start_embedded_postgres
 from app.db.errors import DatabaseStartupError
 from app.db.migrations import upgrade
 from app.observability.logging import configure_logging
-from app.observability.metrics import MULTIPROCESS_DIR_VARIABLE, multiprocess_dir
+from app.observability.metrics_folder import shared_metrics_folder
 from app.settings import Settings, SettingsError, load_settings
 
 logger = structlog.get_logger("app.cli")
@@ -119,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     # (status 143). Dying of a signal skips atexit, which would leave the embedded PostgreSQL
     # running; this handler turns that last signal into a normal exit with status 0.
     signal.signal(signal.SIGTERM, _exit_after_graceful_shutdown)
-    with _shared_metrics(settings.web_concurrency):
+    with shared_metrics_folder(settings.web_concurrency):
         _serve(settings)
     return 0
 
@@ -141,29 +138,6 @@ def _serve(settings: Settings) -> None:
         # named, not passed, so each worker process imports it.
         http="app.http.server_protocol:GuardedHttpToolsProtocol",
     )
-
-
-@contextlib.contextmanager
-def _shared_metrics(workers: int) -> Iterator[None]:
-    """With several workers, a folder in which they all keep their metrics, so that /metrics
-    answers for all of them (observability/metrics.py): PROMETHEUS_MULTIPROC_DIR if the operator
-    set one (then whatever the worker count, emptied first: files of an earlier run would be
-    summed in), else a temporary one."""
-    configured = multiprocess_dir()
-    if configured is not None:
-        for stale in Path(configured).glob("*.db"):
-            stale.unlink()
-        yield
-        return
-    if workers == 1:
-        yield
-        return
-    with tempfile.TemporaryDirectory(prefix="taskapi-metrics-") as folder:
-        os.environ[MULTIPROCESS_DIR_VARIABLE] = folder
-        try:
-            yield
-        finally:
-            del os.environ[MULTIPROCESS_DIR_VARIABLE]
 
 
 def _exit_after_graceful_shutdown(signum: int, frame: FrameType | None) -> NoReturn:

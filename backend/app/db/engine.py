@@ -122,13 +122,13 @@ async def connect_host_by_host(*args: Any, **kwargs: Any) -> DriverConnection:
     moves on only from a host that refuses, so a primary that silently drops packets would use
     it up and leave the standby untried; libpq gives each host its connect_timeout. A list that
     prefers standbys (prefer-standby) is left to asyncpg, which ranks the hosts it reached."""
-    hosts, ports = kwargs.get("host"), kwargs.get("port")
+    hosts = kwargs.get("host")
     preference = kwargs.get("target_session_attrs")
     if not isinstance(hosts, list) or len(hosts) < 2 or preference == "prefer-standby":
         return await asyncpg.connect(*args, **kwargs)
-    port_list = ports if isinstance(ports, list) else [ports] * len(hosts)
     failure: BaseException | None = None
-    for host, port in zip(hosts, port_list, strict=True):
+    # SQLAlchemy gives a host list a port list of the same length (5432 filled in by db/url.py).
+    for host, port in zip(hosts, kwargs["port"], strict=True):
         try:
             return await asyncpg.connect(*args, **{**kwargs, "host": host, "port": port})
         except Exception as error:

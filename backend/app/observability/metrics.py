@@ -2,11 +2,11 @@
 worker, open event streams, and the /metrics route that serves them.
 
 With one worker the numbers live in the app's registry (each app has its own: tests build
-several apps in one process). With several (the run command sets PROMETHEUS_MULTIPROC_DIR when
-WEB_CONCURRENCY > 1, see cli.py), prometheus-client's multiprocess mode keeps every worker's
-numbers in files in that folder, so whichever worker answers a scrape serves all of them:
-counters summed over every worker that ever ran, the pool gauges of each live worker under its
-``worker`` label (its pid), the event streams summed over the live workers.
+several apps in one process). With several (the run command sets PROMETHEUS_MULTIPROC_DIR
+when WEB_CONCURRENCY > 1, see metrics_folder.py), prometheus-client's multiprocess mode keeps
+every worker's numbers in files in that folder, so whichever worker answers a scrape serves
+all of them: counters summed over every worker that ever ran, the pool gauges of each live
+worker under its ``worker`` label (its pid), the event streams summed over the live workers.
 """
 
 from __future__ import annotations
@@ -34,20 +34,16 @@ from sqlalchemy.pool import QueuePool
 
 from app.db.database import Database
 from app.http.errors import AppError, ErrorCode
+from app.observability.metrics_folder import multiprocess_dir
 
 logger = structlog.get_logger("app.metrics")
 
 # Paths that matched no route share one label, so scanners cannot explode the label set.
 UNMATCHED_ROUTE = "<unmatched>"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 # How often a worker writes its gauges for the others' scrapes (multiprocess mode only; a
 # worker answering a scrape writes its own first).
 GAUGE_REFRESH_SECONDS = 1.0
-
-
-def multiprocess_dir() -> str | None:
-    return os.environ.get(MULTIPROCESS_DIR_VARIABLE) or None
 
 
 class Metrics:

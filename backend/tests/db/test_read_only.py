@@ -25,7 +25,7 @@ from app.db.errors import DatabaseUnavailableError, translate_database_error
 from app.main import create_app
 from tests.fixtures.accounts import Account, sign_up_via
 from tests.fixtures.app import make_settings
-from tests.fixtures.database import migrated_database
+from tests.fixtures.database import admin_execute, migrated_database
 
 READ_ONLY_DETAIL = "The database is read-only at the moment; retry shortly"
 
@@ -36,23 +36,18 @@ async def scratch_url(server_url: str) -> AsyncIterator[str]:
         yield url
 
 
-async def _set_read_only(url: str, read_only: bool) -> None:
+async def _set_read_only(server_url: str, url: str, read_only: bool) -> None:
     """Make new sessions of the database read-only (or writable) and end the ones open now."""
     database = make_url(url).database
-    connection = await asyncpg.connect(
-        make_url(url).set(drivername="postgresql", database="postgres").render_as_string(False)
-    )
-    try:
-        change = "SET default_transaction_read_only = on" if read_only else "RESET ALL"
-        await connection.execute(f'ALTER DATABASE "{database}" {change}')
-        if read_only:
-            await connection.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE datname = $1 AND pid <> pg_backend_pid()",
-                database,
-            )
-    finally:
-        await connection.close()
+    change = "SET default_transaction_read_only = on" if read_only else "RESET ALL"
+    await admin_execute(server_url, f'ALTER DATABASE "{database}" {change}')
+    if read_only:
+        await admin_execute(
+            server_url,
+            # The scratch database's own generated name, not input.
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"  # noqa: S608
+            f" WHERE datname = '{database}' AND pid <> pg_backend_pid()",
+        )
 
 
 async def _create(http: httpx.AsyncClient, account: Account, title: str) -> httpx.Response:
@@ -60,7 +55,7 @@ async def _create(http: httpx.AsyncClient, account: Account, title: str) -> http
 
 
 async def test_writes_to_a_read_only_database_are_503s_and_resume_when_it_is_writable(
-    scratch_url: str,
+    server_url: str, scratch_url: str
 ) -> None:
     app = create_app(make_settings(scratch_url))
     async with LifespanManager(app) as manager:
@@ -69,9 +64,9 @@ async def test_writes_to_a_read_only_database_are_503s_and_resume_when_it_is_wri
             account = await sign_up_via(http)
             assert (await _create(http, account, "before")).status_code == 201
 
-            await _set_read_only(scratch_url, read_only=True)
+            await _set_read_only(server_url, scratch_url, read_only=True)
             refused = [await _create(http, account, f"refused {n}") for n in range(5)]
-            await _set_read_only(scratch_url, read_only=False)
+            await _set_read_only(server_url, scratch_url, read_only=False)
             # The pool holds no read-only session any more: the very next write goes through.
             after = await _create(http, account, "after")
 
@@ -82,14 +77,16 @@ async def test_writes_to_a_read_only_database_are_503s_and_resume_when_it_is_wri
     assert after.status_code == 201, after.text
 
 
-async def test_the_engine_discards_a_session_that_refused_a_write(scratch_url: str) -> None:
+async def test_the_engine_discards_a_session_that_refused_a_write(
+    server_url: str, scratch_url: str
+) -> None:
     engine = create_engine(make_settings(scratch_url))
     try:
-        await _set_read_only(scratch_url, read_only=True)
+        await _set_read_only(server_url, scratch_url, read_only=True)
         with pytest.raises(exc.DBAPIError) as refused:
             async with engine.begin() as connection:
                 await connection.execute(text("CREATE TABLE refused (id int)"))
-        await _set_read_only(scratch_url, read_only=False)
+        await _set_read_only(server_url, scratch_url, read_only=False)
         async with engine.begin() as connection:
             await connection.execute(text("CREATE TABLE accepted (id int)"))
     finally:
