@@ -23,7 +23,7 @@ from app.http.errors import (
     PayloadTooLargeError,
     ValidationFailedError,
 )
-from app.http.validation import describe, error_items
+from app.http.validation import describe, error_items, readable_locations
 
 logger = structlog.get_logger("app.errors")
 
@@ -94,7 +94,7 @@ def _allowed_methods(request: Request) -> str | None:
 
 async def _handle_validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = exc.errors()
+    errors = readable_locations(exc.errors())
     return JSONResponse(
         {
             "detail": describe(errors),

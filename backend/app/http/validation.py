@@ -54,6 +54,43 @@ _PHRASES: dict[str, Phrase] = {
 }
 
 
+def readable_locations(errors: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Each error at the field or parameter it is about, without the names of union branches.
+
+    pydantic reports each branch of a union at a location of its own: an optional query
+    parameter (``T | None``) fails as ``("query", "sort", "literal[...]")`` and as
+    ``("query", "sort", "none")``, "Input should be None", and a due as ``("body", "due",
+    "all-day", "date")``. The "none" branch says nothing to a client that sent a value, and a
+    branch's name is not a field: both go. Branch names are the element after an optional
+    value's location, and any other element that is not an identifier ("all-day").
+    """
+    locations = [tuple(error.get("loc", ())) for error in errors]
+    # A named field or parameter whose "none" branch failed beside another branch.
+    optional = {
+        loc[:-1]
+        for loc, error in zip(locations, errors, strict=True)
+        if error.get("type") == "none_required"
+        and len(loc) >= 3
+        and loc[-1] == "none"
+        and any(
+            other != loc and len(other) >= len(loc) and other[: len(loc) - 1] == loc[:-1]
+            for other in locations
+        )
+    }
+    readable: list[Mapping[str, Any]] = []
+    for loc, error in zip(locations, errors, strict=True):
+        if loc[:-1] in optional and error.get("type") == "none_required":
+            continue
+        depth = next((d for d in range(len(loc) - 1, 1, -1) if loc[:d] in optional), None)
+        kept = loc if depth is None else loc[:depth] + loc[depth + 1 :]
+        # The source and the field or parameter's own name (a header's has hyphens) stay.
+        kept = kept[:2] + tuple(
+            part for part in kept[2:] if isinstance(part, int) or part.isidentifier()
+        )
+        readable.append(error if kept == loc else {**error, "loc": kept})
+    return readable
+
+
 def error_items(errors: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Location, message and type only: pydantic's ``input`` and ``ctx`` may echo a password."""
     return [

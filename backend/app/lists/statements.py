@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import cast
 
-from sqlalchemy import Table, and_, bindparam, func, insert, select, update
+from sqlalchemy import Integer, Table, and_, bindparam, func, insert, literal_column, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from app.db.statements import compile_statement
@@ -72,6 +72,14 @@ LOCK_ALL_LISTS = compile_statement(
 LIST_PLACEMENT = PlacementStatements.of(lists, lists.c.user_id)
 
 
+# What a create returns: a new list has no tasks yet. (A count in an INSERT's RETURNING is not
+# correlated with the inserted row: it would count every list's tasks.)
+_CREATED_COLUMNS = tuple(
+    literal_column("0", Integer).label(column.name) if column.name in _COMPUTED else column
+    for column in LIST_COLUMNS
+)
+
+
 def _create(*guards: Guard) -> Write:
     return (
         insert(lists)
@@ -83,7 +91,7 @@ def _create(*guards: Guard) -> Write:
                 bindparam("name", type_=lists.c.name.type),
             ).where(*guards),
         )
-        .returning(*LIST_COLUMNS)
+        .returning(*_CREATED_COLUMNS)
     )
 
 

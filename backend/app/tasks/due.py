@@ -13,12 +13,16 @@ zone the listing names (``tz``, UTC by default).
 from __future__ import annotations
 
 import datetime as dt
+import re
 import zoneinfo
 from functools import cache
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
+    AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -52,11 +56,64 @@ def _zone_names() -> frozenset[str]:
     return frozenset(zoneinfo.available_timezones()) - _NOT_ZONES
 
 
+UNKNOWN_ZONE = "unknown time zone: use an IANA name such as Europe/Berlin"
+
+
 def time_zone(name: str) -> zoneinfo.ZoneInfo:
-    """The zone of an IANA name; ValueError for any other string."""
+    """The zone of an IANA name; ValueError for any other string (not repeated in the message:
+    errors never echo input)."""
     if name not in _zone_names():
-        raise ValueError(f"unknown time zone {name!r}: use an IANA name such as Europe/Berlin")
+        raise ValueError(UNKNOWN_ZONE)
     return zoneinfo.ZoneInfo(name)
+
+
+# The days a due may fall on. Clear of the calendar's ends (0001-01-01 and 9999-12-31, which the
+# driver writes as -infinity and infinity), so that no zone's offset takes an instant past them.
+FIRST_DUE_DAY = dt.date(1000, 1, 1)
+LAST_DUE_DAY = dt.date(9998, 12, 31)
+DUE_RANGE = f"from {FIRST_DUE_DAY.isoformat()} to {LAST_DUE_DAY.isoformat()}"
+_FIRST_INSTANT = dt.datetime.combine(FIRST_DUE_DAY, dt.time(0), dt.UTC)
+_AFTER_LAST_INSTANT = dt.datetime.combine(LAST_DUE_DAY + dt.timedelta(days=1), dt.time(0), dt.UTC)
+# A day as ISO 8601 writes it: nothing else (pydantic alone would also read "1746057600" as a
+# Unix time and "2026-05-01T00:00:00+05:00" as its day).
+DAY_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _due_bound(value: dt.datetime) -> dt.datetime:
+    # A filter's instant, in the range a due can have (an instant outside it would find what
+    # the ends of the range find, or not be representable once moved to UTC).
+    try:
+        instant = value.astimezone(dt.UTC)
+    except OverflowError:
+        instant = None
+    if instant is None or not _FIRST_INSTANT <= instant <= _AFTER_LAST_INSTANT:
+        raise ValueError(f"must be an instant {DUE_RANGE}")
+    return value
+
+
+# RFC 3339 (with a space for the T, as it allows).
+_INSTANT_PATTERN = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:\d{2})"
+)
+
+
+def _rfc3339(value: object) -> object:
+    # An instant as RFC 3339 writes it, with its offset: not a number (pydantic would read it
+    # as a Unix time).
+    if not isinstance(value, str) or not _INSTANT_PATTERN.fullmatch(value):
+        raise ValueError(
+            "must be an RFC 3339 date and time with an offset, such as 2026-05-01T09:00:00+02:00"
+        )
+    return value
+
+
+# due_before and due_after.
+DueBound = Annotated[
+    AwareDatetime,
+    BeforeValidator(_rfc3339),
+    AfterValidator(_due_bound),
+    Field(description=f"An RFC 3339 instant with an offset, {DUE_RANGE}"),
+]
 
 
 # A wall-clock time as ISO 8601 writes it, without an offset (the zone says where it is).
@@ -76,8 +133,15 @@ class DueDayIn(BaseModel):
     @field_validator("day", mode="before")
     @classmethod
     def _a_string(cls, value: object) -> object:
-        if not isinstance(value, str):
-            raise ValueError("date is a string, YYYY-MM-DD")
+        if not isinstance(value, str) or not DAY_PATTERN.fullmatch(value):
+            raise ValueError("must be a day as YYYY-MM-DD")
+        return value
+
+    @field_validator("day")
+    @classmethod
+    def _in_range(cls, value: dt.date) -> dt.date:
+        if not FIRST_DUE_DAY <= value <= LAST_DUE_DAY:
+            raise ValueError(f"must be a day {DUE_RANGE}")
         return value
 
     def columns(self) -> dict[str, Any]:
@@ -108,15 +172,20 @@ class DueTimeIn(BaseModel):
         examples=["Europe/Berlin"],
     )
 
+    @field_validator("timezone")
+    @classmethod
+    def _a_zone(cls, value: str) -> str:
+        time_zone(value)
+        return value
+
     @model_validator(mode="after")
     def _a_real_time(self) -> DueTimeIn:
-        time_zone(self.timezone)
         try:
-            self.instant()
+            local = self.local()
         except ValueError:
-            raise ValueError("datetime is not a date and time of the calendar") from None
-        except OverflowError:
-            raise ValueError("datetime is out of range") from None
+            raise ValueError("has a datetime that is not a date and time of the calendar") from None
+        if not FIRST_DUE_DAY <= local.date() <= LAST_DUE_DAY:
+            raise ValueError(f"must be on a day {DUE_RANGE}")
         return self
 
     def local(self) -> dt.datetime:
@@ -137,17 +206,22 @@ class DueTimeIn(BaseModel):
 
 
 def _due_kind(value: Any) -> str | None:
-    # Which of the two a due is, by its keys, so an error names that one's fields only.
+    # Which of the two a due is, by its keys, so an error names that one's fields only. The
+    # tags are not identifiers, so error locations leave them out (http/validation.py).
     if isinstance(value, dict):
-        return "date" if "date" in value else "datetime"
+        return "all-day" if "date" in value else "wall-clock"
     if isinstance(value, DueDayIn | DueTimeIn):
-        return "date" if isinstance(value, DueDayIn) else "datetime"
+        return "all-day" if isinstance(value, DueDayIn) else "wall-clock"
     return None
 
 
 DueIn = Annotated[
-    Annotated[DueDayIn, Tag("date")] | Annotated[DueTimeIn, Tag("datetime")],
-    Discriminator(_due_kind),
+    Annotated[DueDayIn, Tag("all-day")] | Annotated[DueTimeIn, Tag("wall-clock")],
+    Discriminator(
+        _due_kind,
+        custom_error_type="due_type",
+        custom_error_message='must be null, {"date": ...} or {"datetime": ..., "timezone": ...}',
+    ),
 ]
 NO_DUE: dict[str, Any] = dict.fromkeys(("due_date", "due_datetime", "due_timezone", "due_at"))
 

@@ -50,8 +50,21 @@ SORT_NAMES: tuple[SortName, ...] = (
     "updated",
     "relevance",
 )
-# sort=<name> ascending, sort=-<name> descending.
-SORT_PATTERN = r"^-?(position|due|priority|created|updated|relevance)$"
+# sort=<name> ascending, sort=-<name> descending: an enum in the schema, for generated clients.
+SortParameter = Literal[
+    "position",
+    "-position",
+    "due",
+    "-due",
+    "priority",
+    "-priority",
+    "created",
+    "-created",
+    "updated",
+    "-updated",
+    "relevance",
+    "-relevance",
+]
 # What a filter compares, by the name of its query parameter.
 FILTERS = ("completed", "list_id", "priority", "due_before", "due_after", "overdue", "not_overdue")
 # Search: the words of the query (websearch syntax), its last word as a prefix, both, or

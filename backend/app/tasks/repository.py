@@ -50,6 +50,7 @@ from app.tasks.statements import (
     GET_TASK,
     GET_TRASHED,
     LIST_TRASH,
+    LIVE_LIST,
     MOVE_TASK,
     PURGE_TASK,
     RESTORE_TASK,
@@ -150,8 +151,12 @@ class TaskRepository(ChangeRepository):
         """A page of the owner's live tasks as ``listing`` filters and orders them."""
         rows = await self._all(listing_statement(listing.shape), limit=limit, **listing.values)
         if not rows:
-            # An empty list is an answer only for an account that exists.
+            # An empty list is an answer only for an account that exists, and, filtered by a
+            # list, only for a live list of the owner's (404 otherwise, as everywhere else).
             await self._ensure_owner_exists()
+            list_id = listing.values.get("list_id")
+            if list_id is not None and await self._one(LIVE_LIST, list_id=list_id) is None:
+                raise ListNotFoundError()
         return rows
 
     @overload

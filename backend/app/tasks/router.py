@@ -5,7 +5,7 @@ from typing import Annotated
 
 import structlog
 from fastapi import APIRouter, Query, Request, Response, status
-from pydantic import AwareDatetime, StringConstraints
+from pydantic import StringConstraints
 from pydantic.json_schema import SkipJsonSchema
 
 from app.http.conditional import none_match, version_etag
@@ -21,15 +21,15 @@ from app.http.resources import (
 from app.idempotency.deps import CHANGE_HEADERS, KEY_HEADERS, safe_write
 from app.idempotency.replay import StoredResponse
 from app.tasks.deps import TaskRepoDep
-from app.tasks.due import TimeZoneName, time_zone
+from app.tasks.due import DUE_RANGE, DueBound, TimeZoneName, time_zone
 from app.tasks.errors import InvalidTimeZoneError
 from app.tasks.listing import CURSOR_PATTERN as LISTING_CURSOR_PATTERN
 from app.tasks.listing import (
     MAX_QUERY_LENGTH,
     QUERY_PATTERN,
     SORT_KEY,
-    SORT_PATTERN,
     Listing,
+    SortParameter,
 )
 from app.tasks.pagination import DEFAULT_PAGE_SIZE, PageLimit
 from app.tasks.responses import (
@@ -43,6 +43,7 @@ from app.tasks.responses import (
     task_response,
 )
 from app.tasks.schemas import (
+    Priority,
     TaskCreate,
     TaskList,
     TaskMove,
@@ -54,6 +55,8 @@ from app.tasks.schemas import (
 )
 
 logger = structlog.get_logger("app.tasks")
+# What due_before and due_after take.
+INSTANT = f"RFC 3339 with an offset, {DUE_RANGE}"
 
 
 router = APIRouter(
@@ -79,6 +82,7 @@ CONDITIONAL_READ_HEADERS = documented(IF_NONE_MATCH)
             },
         },
         **NOT_MODIFIED,
+        **error_responses(404, descriptions={404: "list_id names no live list of yours"}),
     },
     openapi_extra=CONDITIONAL_READ_HEADERS,
 )
@@ -93,15 +97,20 @@ async def list_tasks(
         uuid.UUID | SkipJsonSchema[None], Query(description="Only the tasks of this list")
     ] = None,
     priority: Annotated[
-        int | SkipJsonSchema[None], Query(ge=0, le=3, description="Only this priority")
+        Priority | SkipJsonSchema[None], Query(description="Only this priority")
     ] = None,
     due_before: Annotated[
-        AwareDatetime | SkipJsonSchema[None],
-        Query(description="Due before this instant (an all-day due counts as 00:00 UTC)"),
+        DueBound | SkipJsonSchema[None],
+        Query(
+            description=f"Due before this instant ({INSTANT}; an all-day due counts as 00:00 UTC)"
+        ),
     ] = None,
     due_after: Annotated[
-        AwareDatetime | SkipJsonSchema[None],
-        Query(description="Due at or after this instant (an all-day due counts as 00:00 UTC)"),
+        DueBound | SkipJsonSchema[None],
+        Query(
+            description=f"Due at or after this instant ({INSTANT}; an all-day due counts as "
+            "00:00 UTC)"
+        ),
     ] = None,
     overdue: Annotated[
         bool | SkipJsonSchema[None],
@@ -122,7 +131,7 @@ async def list_tasks(
         ),
     ] = None,
     sort: Annotated[
-        Annotated[str, StringConstraints(pattern=SORT_PATTERN)] | SkipJsonSchema[None],
+        SortParameter | SkipJsonSchema[None],
         Query(
             description="position (needs list_id), due (no due last), priority, created, "
             "updated, relevance (needs q); a leading - for descending. Default: -relevance with "
@@ -136,10 +145,9 @@ async def list_tasks(
     ] = None,
 ) -> Response:
     try:
-        zone_checked = time_zone(tz) if overdue is not None else None
-    except ValueError as error:
-        raise InvalidTimeZoneError(message=str(error)) from None
-    del zone_checked
+        time_zone(tz)
+    except ValueError:
+        raise InvalidTimeZoneError() from None
     listing = Listing.of(
         completed=completed,
         list_id=list_id,

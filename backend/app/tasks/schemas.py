@@ -49,7 +49,9 @@ class TaskUpdate(RequestBody):
 
 
 class TaskPatch(RequestBody):
-    """PATCH: only the fields present change. Setting ``completed`` is idempotent."""
+    """PATCH: only the fields present change. Setting ``completed`` is idempotent. A task
+    changes lists and places through POST .../move: ``list_id`` and ``position`` here are
+    ignored, as every field this route does not take is."""
 
     # Absent means "unchanged"; null is refused (and not offered in the schema) for the two
     # columns that cannot be null.

@@ -97,6 +97,8 @@ _OWNERS_LIST = and_(
 )
 
 GET_TASK = compile_statement(select(*TASK_COLUMNS).where(*_THIS_TASK))
+# Whether a list_id names a live list of the owner (asked when its filter found nothing).
+LIVE_LIST = compile_statement(select(lists.c.id).where(_OWNERS_LIST))
 
 
 def _create(*guards: Guard) -> Write:

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
-from app.http.validation import MAX_SENTENCES, describe, error_items
+from app.http.validation import MAX_SENTENCES, describe, error_items, readable_locations
 from app.tasks.schemas import TaskCreate, TaskPatch
 from tests.fixtures.accounts import Account
 
@@ -137,3 +137,49 @@ async def test_a_bad_query_and_path_parameter_read_as_sentences(
 
     assert listed.json()["detail"] == "The limit query parameter must be at least 1."
     assert fetched.json()["detail"] == "The task_id path parameter must be a UUID."
+
+
+@pytest.mark.parametrize(
+    ("params", "name", "detail"),
+    [
+        (
+            {"sort": "newest"},
+            "sort",
+            "The sort query parameter must be 'position', '-position', 'due', '-due', "
+            "'priority', '-priority', 'created', '-created', 'updated', '-updated', 'relevance' "
+            "or '-relevance'.",
+        ),
+        ({"priority": "7"}, "priority", "The priority query parameter must be at most 3."),
+        ({"list_id": "x"}, "list_id", "The list_id query parameter must be a UUID."),
+        ({"cursor": "!"}, "cursor", "The cursor query parameter is not in the expected format."),
+    ],
+)
+async def test_an_optional_query_parameter_is_located_at_itself_not_at_its_unions_branches(
+    client: httpx.AsyncClient, new_account: Account, params: dict[str, str], name: str, detail: str
+) -> None:
+    # pydantic reports T | None as two branches ("constrained-str", "none": "Input should be
+    # None"); a client that sent a value is told about the value only.
+    response = await client.get(new_account.tasks_url, params=params, headers=new_account.headers)
+    assert response.status_code == 422
+    body = response.json()
+    assert body["detail"] == detail
+    assert [error["loc"] for error in body["errors"]] == [["query", name]]
+
+
+def test_readable_locations_drops_only_the_none_branch_and_branch_names() -> None:
+    errors = [
+        {"loc": ("query", "sort", "literal['a']"), "msg": "m", "type": "literal_error"},
+        {"loc": ("query", "sort", "none"), "msg": "Input should be None", "type": "none_required"},
+        {"loc": ("body", "due", "all-day", "date"), "msg": "m", "type": "value_error"},
+        {"loc": ("body", "items", 0, "name"), "msg": "m", "type": "missing"},
+        {"loc": ("header", "Last-Event-ID"), "msg": "m", "type": "string_pattern_mismatch"},
+        # A field that must be null (not a union's branch) keeps its error.
+        {"loc": ("body", "none"), "msg": "Input should be None", "type": "none_required"},
+    ]
+    assert [error["loc"] for error in readable_locations(errors)] == [
+        ("query", "sort"),
+        ("body", "due", "date"),
+        ("body", "items", 0, "name"),
+        ("header", "Last-Event-ID"),
+        ("body", "none"),
+    ]

@@ -83,6 +83,18 @@ async def test_skipped_and_repeated_times_are_read_as_rfc_5545_reads_them(
         {"date": "2026-02-30"},
         {"date": 20260501},
         {"date": 0},
+        # Only YYYY-MM-DD: not a Unix time, a date and time, or the basic format.
+        {"date": "1746057600"},
+        {"date": "2026-05-01T00:00:00+05:00"},
+        {"date": "20260501"},
+        # The calendar's ends (the driver writes them as infinity) and past the range.
+        {"date": "0001-01-01"},
+        {"date": "9999-12-31"},
+        {"date": "0999-12-31"},
+        {"date": "9999-01-01"},
+        {"datetime": "0001-01-01T00:00:00", "timezone": "UTC"},
+        {"datetime": "9999-12-31T00:00:00", "timezone": "UTC"},
+        {"datetime": "9999-12-31T23:59:59", "timezone": "Pacific/Kiritimati"},
         {},
         "2026-05-01",
     ],
@@ -258,3 +270,88 @@ async def test_priority_filters_and_sorts_with_ties_by_id(
     ordered = await listed(client, account, sort="-priority")
     expected = sorted(made, key=lambda task: (task["priority"], task["id"]), reverse=True)
     assert [task["id"] for task in ordered] == [task["id"] for task in expected]
+
+
+@pytest.mark.parametrize(
+    "due",
+    [
+        {"date": "1000-01-01"},
+        {"date": "9998-12-31"},
+        {"datetime": "1000-01-01T00:00:00", "timezone": "Pacific/Kiritimati"},
+        {"datetime": "9998-12-31T23:59:59", "timezone": "Etc/GMT+12"},
+    ],
+)
+async def test_the_ends_of_the_due_range_are_kept_and_sort(
+    client: httpx.AsyncClient, account: Account, engine: AsyncEngine, due: dict[str, str]
+) -> None:
+    task = await create_task(client, account, "edge", due=due)
+    assert {key: task["due"][key] for key in due} == due
+    assert_body_matches_row(task, await task_row(engine, task["id"]))
+    for sort in ("due", "-due"):
+        assert [row["id"] for row in await listed(client, account, sort=sort)] == [task["id"]]
+
+
+async def test_a_due_error_names_the_field_and_never_repeats_the_input(
+    client: httpx.AsyncClient, account: Account
+) -> None:
+    cases = [
+        ({"date": "0001-01-01"}, ["body", "due", "date"], "from 1000-01-01 to 9998-12-31"),
+        ({"date": "1746057600"}, ["body", "due", "date"], "YYYY-MM-DD"),
+        (
+            {"datetime": "2026-05-01T09:00:00", "timezone": "Mars/Olympus"},
+            ["body", "due", "timezone"],
+            "unknown time zone",
+        ),
+        ({"datetime": "9999-12-31T00:00:00", "timezone": "UTC"}, ["body", "due"], "9998-12-31"),
+        ("2026-05-01", ["body", "due"], '{"date": ...}'),
+    ]
+    for due, loc, words in cases:
+        response = await client.post(
+            account.tasks_url, json={"title": "t", "due": due}, headers=account.headers
+        )
+        assert response.status_code == 422, response.text
+        body = response.json()
+        assert [error["loc"] for error in body["errors"]] == [loc], body
+        assert words in body["detail"], body
+        assert "Mars" not in response.text
+        assert "_due_kind" not in response.text
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("due_before", "0001-01-01T00:00:00+14:00"),
+        ("due_before", "9999-12-31T23:59:59-14:00"),
+        ("due_after", "0001-01-01T00:00:00+00:01"),
+        ("due_after", "0999-12-31T23:59:59Z"),
+        ("due_before", "1714521600"),
+        ("due_before", "2026-05-01"),
+        ("due_after", "2026-05-01T09:00:00"),
+    ],
+)
+async def test_a_due_filter_outside_the_range_or_not_rfc_3339_is_refused(
+    client: httpx.AsyncClient, account: Account, name: str, value: str
+) -> None:
+    await create_task(client, account, "due", due={"date": "2026-05-01"})
+    response = await client.get(account.tasks_url, params={name: value}, headers=account.headers)
+    assert response.status_code == 422, response.text
+    assert [error["loc"] for error in response.json()["errors"]] == [["query", name]]
+
+
+async def test_the_due_filters_take_the_ends_of_the_range(
+    client: httpx.AsyncClient, account: Account
+) -> None:
+    task = await create_task(client, account, "due", due={"date": "2026-05-01"})
+    everything = {"due_after": "1000-01-01T00:00:00Z", "due_before": "9999-01-01T00:00:00Z"}
+    assert [row["id"] for row in await listed(client, account, **everything)] == [task["id"]]
+
+
+async def test_tz_is_checked_even_without_overdue(
+    client: httpx.AsyncClient, account: Account
+) -> None:
+    response = await client.get(
+        account.tasks_url, params={"tz": "Mars/Olympus"}, headers=account.headers
+    )
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["loc"] == ["query", "tz"]
+    assert "Mars" not in response.text

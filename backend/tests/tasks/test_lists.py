@@ -83,8 +83,15 @@ async def test_every_account_has_its_inbox_from_sign_up(
 
 
 async def test_create_list_answers_201_with_location_etag_and_a_place_after_the_others(
-    client: httpx.AsyncClient, account: Account, engine: AsyncEngine
+    client: httpx.AsyncClient, account: Account, other_account: Account, engine: AsyncEngine
 ) -> None:
+    # Another user's tasks, and one of this user's, are no one's count in the new list.
+    await create_task(client, other_account, "theirs")
+    done = await create_task(client, other_account, "theirs, done")
+    await client.patch(
+        f"{other_account.tasks_url}/{done['id']}/complete", headers=other_account.headers
+    )
+    await create_task(client, account, "mine, in the Inbox")
     response = await client.post(
         lists_url(account), json={"name": "  Groceries  "}, headers=account.headers
     )
@@ -93,6 +100,7 @@ async def test_create_list_answers_201_with_location_etag_and_a_place_after_the_
     assert body["name"] == "Groceries"
     assert body["is_default"] is False
     assert body["version"] == 1
+    assert (body["open_tasks"], body["completed_tasks"]) == (0, 0)
     assert response.headers["ETag"] == etag(1)
     assert response.headers["Location"].endswith(f"{lists_url(account)}/{body['id']}")
     default = await inbox(client, account)
@@ -214,12 +222,14 @@ async def test_no_one_reaches_another_users_list(
     assert row["name"] == "Private"
     assert row["deleted_at"] is None
     assert (await task_row(engine, mine["id"]) or {})["list_id"] != uuid.UUID(theirs["id"])
-    # The filter shows nothing of theirs, though their list holds a task.
+    # The filter shows nothing of theirs, though their list holds a task: their list is no
+    # list of this user's (404), as a missing one is.
     await create_task(client, other_account, "their task", list_id=theirs["id"])
-    for params in ({"list_id": theirs["id"]}, {"list_id": theirs["id"], "sort": "position"}):
-        listed = await client.get(account.tasks_url, params=params, headers=account.headers)
-        assert listed.status_code == 200
-        assert listed.json() == []
+    for list_id in (theirs["id"], str(uuid.uuid4())):
+        for params in ({"list_id": list_id}, {"list_id": list_id, "sort": "position"}):
+            listed = await client.get(account.tasks_url, params=params, headers=account.headers)
+            assert listed.status_code == 404
+            assert listed.json() == LIST_NOT_FOUND
 
 
 async def test_rename_honours_if_match_and_idempotency_key(
@@ -396,3 +406,33 @@ async def test_a_create_racing_the_deletion_of_its_list_is_trashed_or_refused(
                 {"id": uuid.UUID(errands["id"])},
             )
         assert live == 0
+
+
+async def test_filtering_by_an_empty_list_is_an_empty_page_and_by_a_deleted_one_404(
+    client: httpx.AsyncClient, account: Account
+) -> None:
+    errands = await new_list(client, account)
+    params = {"list_id": errands["id"], "sort": "position"}
+    listed = await client.get(account.tasks_url, params=params, headers=account.headers)
+    assert (listed.status_code, listed.json()) == (200, [])
+    await create_task(client, account, "errand", list_id=errands["id"])
+    deleted = await client.delete(f"{lists_url(account)}/{errands['id']}", headers=account.headers)
+    assert deleted.status_code == 204
+    listed = await client.get(account.tasks_url, params=params, headers=account.headers)
+    assert (listed.status_code, listed.json()) == (404, LIST_NOT_FOUND)
+
+
+async def test_a_lists_counts_are_never_answered_with_304(
+    client: httpx.AsyncClient, account: Account
+) -> None:
+    # Its ETag is its version, which its tasks do not change; the counts they change must
+    # still reach a client that revalidates.
+    errands = await new_list(client, account)
+    url = f"{lists_url(account)}/{errands['id']}"
+    first = await client.get(url, headers=account.headers)
+    assert first.headers["ETag"] == etag(1)
+    await create_task(client, account, "errand", list_id=errands["id"])
+    again = await client.get(url, headers={**account.headers, "If-None-Match": etag(1)})
+    assert again.status_code == 200
+    assert again.headers["ETag"] == etag(1)
+    assert (again.json()["open_tasks"], again.json()["completed_tasks"]) == (1, 0)
