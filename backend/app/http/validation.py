@@ -62,7 +62,9 @@ def readable_locations(errors: Sequence[Mapping[str, Any]]) -> list[Mapping[str,
     ``("query", "sort", "none")``, "Input should be None", and a due as ``("body", "due",
     "all-day", "date")``. The "none" branch says nothing to a client that sent a value, and a
     branch's name is not a field: both go. Branch names are the element after an optional
-    value's location, and any other element that is not an identifier ("all-day").
+    value's location, and any other element that is not an identifier ("all-day"); so is a
+    key a client made up that is no identifier ("time zone"), whose error is then reported at
+    the object that holds it.
     """
     locations = [tuple(error.get("loc", ())) for error in errors]
     # A named field or parameter whose "none" branch failed beside another branch.

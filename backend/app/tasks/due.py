@@ -31,7 +31,7 @@ from pydantic import (
     model_validator,
 )
 
-from app.tasks.models import TIMEZONE_MAX_LENGTH
+from app.tasks.models import FIRST_DUE_DAY, LAST_DUE_DAY, TIMEZONE_MAX_LENGTH
 
 TimeZoneName = Annotated[
     str,
@@ -67,33 +67,31 @@ def time_zone(name: str) -> zoneinfo.ZoneInfo:
     return zoneinfo.ZoneInfo(name)
 
 
-# The days a due may fall on. Clear of the calendar's ends (0001-01-01 and 9999-12-31, which the
-# driver writes as -infinity and infinity), so that no zone's offset takes an instant past them.
-FIRST_DUE_DAY = dt.date(1000, 1, 1)
-LAST_DUE_DAY = dt.date(9998, 12, 31)
 DUE_RANGE = f"from {FIRST_DUE_DAY.isoformat()} to {LAST_DUE_DAY.isoformat()}"
-_FIRST_INSTANT = dt.datetime.combine(FIRST_DUE_DAY, dt.time(0), dt.UTC)
-_AFTER_LAST_INSTANT = dt.datetime.combine(LAST_DUE_DAY + dt.timedelta(days=1), dt.time(0), dt.UTC)
+# Before and after the instant of every due the range allows, whatever its zone's offset
+# (none is a day or more).
+_BEFORE_EVERY_DUE = dt.datetime.combine(FIRST_DUE_DAY, dt.time(0), dt.UTC) - dt.timedelta(days=2)
+_AFTER_EVERY_DUE = dt.datetime.combine(LAST_DUE_DAY, dt.time(0), dt.UTC) + dt.timedelta(days=3)
 # A day as ISO 8601 writes it: nothing else (pydantic alone would also read "1746057600" as a
 # Unix time and "2026-05-01T00:00:00+05:00" as its day).
-DAY_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}")
+DAY_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
-def _due_bound(value: dt.datetime) -> dt.datetime:
-    # A filter's instant, in the range a due can have (an instant outside it would find what
-    # the ends of the range find, or not be representable once moved to UTC).
+def _within_dues(value: dt.datetime) -> dt.datetime:
+    # A filter's instant, in UTC, no further out than just past every due: it finds the same
+    # tasks, and the driver never meets an instant it cannot write (the calendar's ends, or an
+    # instant at year 1 or 9999 that UTC takes out of the calendar).
     try:
         instant = value.astimezone(dt.UTC)
     except OverflowError:
-        instant = None
-    if instant is None or not _FIRST_INSTANT <= instant <= _AFTER_LAST_INSTANT:
-        raise ValueError(f"must be an instant {DUE_RANGE}")
-    return value
+        return _BEFORE_EVERY_DUE if value.year == 1 else _AFTER_EVERY_DUE
+    return min(max(instant, _BEFORE_EVERY_DUE), _AFTER_EVERY_DUE)
 
 
-# RFC 3339 (with a space for the T, as it allows).
+# RFC 3339's date-time (with a space for the T, as it allows).
 _INSTANT_PATTERN = re.compile(
-    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:\d{2})"
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})"
 )
 
 
@@ -111,13 +109,13 @@ def _rfc3339(value: object) -> object:
 DueBound = Annotated[
     AwareDatetime,
     BeforeValidator(_rfc3339),
-    AfterValidator(_due_bound),
-    Field(description=f"An RFC 3339 instant with an offset, {DUE_RANGE}"),
+    AfterValidator(_within_dues),
+    Field(description="An RFC 3339 date and time with an offset"),
 ]
 
 
 # A wall-clock time as ISO 8601 writes it, without an offset (the zone says where it is).
-WALL_CLOCK_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?$"
+WALL_CLOCK_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2})?$"
 # Exact keys only: a date with a zone, or a time without one, is refused, not half-read.
 _DUE_CONFIG = ConfigDict(extra="forbid", strict=True, populate_by_name=False)
 

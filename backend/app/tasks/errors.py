@@ -14,6 +14,7 @@ from app.http.errors import (
     PreconditionFailedError,
     ValidationFailedError,
 )
+from app.tasks.due import UNKNOWN_ZONE
 from app.tasks.schemas import task_fields_json
 
 
@@ -58,4 +59,4 @@ class TaskMovedMeanwhileError(ConflictError):
 
 class InvalidTimeZoneError(ValidationFailedError):
     location = ("query", "tz")
-    message = "Unknown time zone: use an IANA name such as Europe/Berlin"
+    message = UNKNOWN_ZONE[:1].upper() + UNKNOWN_ZONE[1:]

@@ -418,7 +418,7 @@ def _sort_name(text: str) -> SortName:
     for name in SORT_NAMES:
         if name == text:
             return name
-    raise InvalidListingError(message=f"unknown sort {text!r}")
+    raise InvalidListingError(message="unknown sort")  # the route's enum comes first
 
 
 def _after(

@@ -29,6 +29,11 @@ TITLE_MAX_LENGTH = 255
 DESCRIPTION_MAX_LENGTH = 1000
 PRIORITY_MAX = 3
 TIMEZONE_MAX_LENGTH = 64
+# The days a due may fall on: clear of the calendar's ends (0001-01-01 and 9999-12-31, which
+# the driver writes as -infinity and infinity), so that no zone's offset takes a due's instant
+# out of the calendar (tasks/due.py).
+FIRST_DUE_DAY = date(1000, 1, 1)
+LAST_DUE_DAY = date(9998, 12, 31)
 # The text-search configuration of the search column and of every query against it.
 SEARCH_CONFIG = "simple"
 # Folds accents: NFKD splits "é" into "e" and a combining mark, which the class then removes
@@ -67,6 +72,10 @@ class Task(UUIDPrimaryKey, Timestamps, Base):
             "due_datetime IS NULL OR due_date = due_datetime::date", name="due_date_of_time"
         ),
         CheckConstraint("(due_date IS NULL) = (due_at IS NULL)", name="due_at_with_due"),
+        CheckConstraint(
+            f"due_date BETWEEN '{FIRST_DUE_DAY}' AND '{LAST_DUE_DAY}'", name="due_date_range"
+        ),
+        CheckConstraint("isfinite(due_at)", name="due_at_finite"),
         # The owner's own list only; the owner's account goes, with its lists, with its tasks.
         ForeignKeyConstraint(
             ["user_id", "list_id"],

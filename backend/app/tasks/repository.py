@@ -147,14 +147,24 @@ class TaskRepository(ChangeRepository):
     async def get_trashed(self, task_id: uuid.UUID) -> Row:
         return await self._found(await self._one(GET_TRASHED, task_id=task_id))
 
-    async def list(self, listing: Listing = NEWEST_FIRST, *, limit: int) -> Rows:
-        """A page of the owner's live tasks as ``listing`` filters and orders them."""
-        rows = await self._all(listing_statement(listing.shape), limit=limit, **listing.values)
+    async def list(
+        self,
+        listing: Listing | None = NEWEST_FIRST,
+        *,
+        limit: int,
+        list_id: uuid.UUID | None = None,
+    ) -> Rows:
+        """A page of the owner's live tasks as ``listing`` filters and orders them, in the list
+        ``list_id`` when given. None: a search with no word to look for, which finds nothing."""
+        rows = (
+            []
+            if listing is None
+            else await self._all(listing_statement(listing.shape), limit=limit, **listing.values)
+        )
         if not rows:
             # An empty list is an answer only for an account that exists, and, filtered by a
             # list, only for a live list of the owner's (404 otherwise, as everywhere else).
             await self._ensure_owner_exists()
-            list_id = listing.values.get("list_id")
             if list_id is not None and await self._one(LIVE_LIST, list_id=list_id) is None:
                 raise ListNotFoundError()
         return rows

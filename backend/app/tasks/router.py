@@ -160,7 +160,7 @@ async def list_tasks(
         sort=sort,
         cursor=cursor,
     )
-    rows = [] if listing is None else await tasks.list(listing, limit=limit + 1)
+    rows = await tasks.list(listing, limit=limit + 1, list_id=list_id)
     headers: dict[str, str] = {}
     if len(rows) > limit:
         assert listing is not None

@@ -16,6 +16,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from app.auth import models as _auth_models  # noqa: F401  (registers the table)
@@ -468,3 +469,136 @@ async def test_0006_puts_every_task_in_its_owners_inbox_in_creation_order_and_ba
             text("SELECT count(*) FROM tasks JOIN lists ON lists.id = tasks.list_id")
         )
     assert (misplaced, placed) == (0, 5)
+
+
+async def test_0007_keeps_existing_tasks_makes_them_searchable_and_back(
+    empty_engine: AsyncEngine,
+) -> None:
+    await upgrade(empty_engine, "0006")
+    async with empty_engine.begin() as connection:
+        ada = await connection.scalar(
+            text(
+                "INSERT INTO users (email, password_hash) VALUES ('ada@example.com', 'x') "
+                "RETURNING id"
+            )
+        )
+        await connection.execute(
+            text(
+                "INSERT INTO tasks (user_id, title, description) VALUES "
+                "(:ada, 'Buy groceries', 'Crème fraîche'), (:ada, 'Weekly report', NULL)"
+            ),
+            {"ada": ada},
+        )
+    before = await _tasks_by_title(empty_engine)
+
+    await upgrade(empty_engine)
+
+    after = await _tasks_by_title(empty_engine)
+    for title, row in before.items():
+        # Nothing that was there moved: no version, number, place or time.
+        assert {k: after[title][k] for k in row} == row
+        assert (after[title]["priority"], after[title]["due_at"]) == (0, None)
+    async with empty_engine.connect() as connection:
+        found = await connection.scalars(
+            text(
+                "SELECT title FROM tasks WHERE search @@ to_tsquery('simple', 'creme') "
+                "OR search @@ to_tsquery('simple', 'gro:*') ORDER BY title"
+            )
+        )
+        assert list(found) == ["Buy groceries"]
+    async with empty_engine.begin() as connection:
+        await connection.execute(
+            text(
+                "UPDATE tasks SET priority = 3, due_date = '2026-05-01', "
+                "due_at = '2026-05-01T00:00:00Z' WHERE title = 'Weekly report'"
+            )
+        )
+    assert (await _tasks_by_title(empty_engine))["Weekly report"]["version"] == 2
+
+    await downgrade(empty_engine, "0006")
+
+    remaining = await _tasks_by_title(empty_engine)
+    assert set(remaining) == {"Buy groceries", "Weekly report"}
+    assert "search" not in remaining["Buy groceries"]
+    assert "priority" not in remaining["Weekly report"]
+    assert remaining["Weekly report"]["version"] == 2
+    async with empty_engine.begin() as connection:
+        # 0006's change trigger is back: a change still takes a number and a version.
+        await connection.execute(
+            text("UPDATE tasks SET title = 'Buy bread' WHERE title = 'Buy groceries'")
+        )
+    assert (await _tasks_by_title(empty_engine))["Buy bread"]["version"] == 2
+    assert await _version(empty_engine) == ["0006"]
+
+
+async def test_0008_clears_the_dues_out_of_range_as_changes_fixes_stored_counts_and_back(
+    empty_engine: AsyncEngine,
+) -> None:
+    await upgrade(empty_engine, "0007")
+    async with empty_engine.begin() as connection:
+        ada = await connection.scalar(
+            text(
+                "INSERT INTO users (email, password_hash) VALUES ('ada@example.com', 'x') "
+                "RETURNING id"
+            )
+        )
+        # What 0007 let in: the calendar's ends as the driver writes them, a day before the
+        # range, and a due inside it.
+        await connection.execute(
+            text(
+                "INSERT INTO tasks (user_id, title, due_date, due_at) VALUES "
+                "(:ada, 'infinite', 'infinity', 'infinity'),"
+                "(:ada, 'ancient', '0500-03-01', '0500-03-01T00:00:00Z'),"
+                "(:ada, 'fine', '2026-05-01', '2026-05-01T00:00:00Z')"
+            ),
+            {"ada": ada},
+        )
+        list_body = '{"id":"0","name":"New","version":1,"open_tasks":168,"completed_tasks":12}'
+        task_body = '{"id":"1","title":"t","open_tasks":"x"}'
+        await connection.execute(
+            text(
+                "INSERT INTO idempotency_keys (user_id, key, fingerprint, status, body) VALUES "
+                "(:ada, 'list', '\\x00', 201, :list_body), (:ada, 'task', '\\x00', 201, :task_body)"
+            ),
+            {"ada": ada, "list_body": list_body, "task_body": task_body},
+        )
+    before = await _tasks_by_title(empty_engine)
+
+    await upgrade(empty_engine)
+
+    after = await _tasks_by_title(empty_engine)
+    for title in ("infinite", "ancient"):
+        assert (after[title]["due_date"], after[title]["due_at"]) == (None, None)
+        # A change: a new version and a later change number, so clients learn of it.
+        assert after[title]["version"] == before[title]["version"] + 1
+        assert after[title]["change_seq"] > before[title]["change_seq"]
+    assert after["fine"] == before["fine"]
+    async with empty_engine.connect() as connection:
+        bodies = dict(
+            (await connection.execute(text("SELECT key, body FROM idempotency_keys"))).all()
+        )
+    assert bodies == {
+        "list": list_body.replace("168", "0").replace("12}", "0}"),
+        "task": task_body,
+    }
+    for due_date, due_at in (("0999-12-31", "0999-12-31T00:00:00Z"), ("2026-05-01", "infinity")):
+        with pytest.raises(IntegrityError):
+            async with empty_engine.begin() as connection:
+                await connection.execute(
+                    text(
+                        "UPDATE tasks SET due_date = CAST(CAST(:d AS text) AS date), "
+                        "due_at = CAST(CAST(:at AS text) AS timestamptz) WHERE title = 'fine'"
+                    ),
+                    {"d": due_date, "at": due_at},
+                )
+
+    await downgrade(empty_engine, "0007")
+
+    async with empty_engine.begin() as connection:
+        await connection.execute(
+            text(
+                "UPDATE tasks SET due_date = '0999-12-31', due_at = '0999-12-31T00:00:00Z' "
+                "WHERE title = 'fine'"
+            )
+        )
+    assert await _version(empty_engine) == ["0007"]

@@ -226,7 +226,11 @@ async def test_no_one_reaches_another_users_list(
     # list of this user's (404), as a missing one is.
     await create_task(client, other_account, "their task", list_id=theirs["id"])
     for list_id in (theirs["id"], str(uuid.uuid4())):
-        for params in ({"list_id": list_id}, {"list_id": list_id, "sort": "position"}):
+        for params in (
+            {"list_id": list_id},
+            {"list_id": list_id, "sort": "position"},
+            {"list_id": list_id, "q": "!!"},  # a search with no word, which finds nothing
+        ):
             listed = await client.get(account.tasks_url, params=params, headers=account.headers)
             assert listed.status_code == 404
             assert listed.json() == LIST_NOT_FOUND
