@@ -471,17 +471,20 @@ async def test_0006_puts_every_task_in_its_owners_inbox_in_creation_order_and_ba
     assert (misplaced, placed) == (0, 5)
 
 
+async def _new_user(connection: AsyncConnection, email: str) -> Any:
+    """A user as a migration's tables hold one (no password to check); its id."""
+    return await connection.scalar(
+        text("INSERT INTO users (email, password_hash) VALUES (:email, 'x') RETURNING id"),
+        {"email": email},
+    )
+
+
 async def test_0007_keeps_existing_tasks_makes_them_searchable_and_back(
     empty_engine: AsyncEngine,
 ) -> None:
     await upgrade(empty_engine, "0006")
     async with empty_engine.begin() as connection:
-        ada = await connection.scalar(
-            text(
-                "INSERT INTO users (email, password_hash) VALUES ('ada@example.com', 'x') "
-                "RETURNING id"
-            )
-        )
+        ada = await _new_user(connection, "ada@example.com")
         await connection.execute(
             text(
                 "INSERT INTO tasks (user_id, title, description) VALUES "
@@ -536,12 +539,7 @@ async def test_0008_clears_the_dues_out_of_range_as_changes_fixes_stored_counts_
 ) -> None:
     await upgrade(empty_engine, "0007")
     async with empty_engine.begin() as connection:
-        ada = await connection.scalar(
-            text(
-                "INSERT INTO users (email, password_hash) VALUES ('ada@example.com', 'x') "
-                "RETURNING id"
-            )
-        )
+        ada = await _new_user(connection, "ada@example.com")
         # What 0007 let in: the calendar's ends as the driver writes them, a day before the
         # range, and a due inside it.
         await connection.execute(
