@@ -23,9 +23,8 @@ def upgrade() -> None:
     # as a null day), and the days near them broke the due order. Those dues are cleared, each
     # a change (a new version, in the feed), so that clients learn of it.
     op.execute(
-        "UPDATE tasks SET due_date = NULL, due_datetime = NULL, due_timezone = NULL, "
-        "due_at = NULL WHERE due_date NOT BETWEEN '1000-01-01' AND '9998-12-31' "
-        "OR NOT isfinite(due_at)"
+        "UPDATE tasks SET due_date = NULL, due_datetime = NULL, due_timezone = NULL, "  # noqa: S608 (constant text)
+        f"due_at = NULL WHERE NOT ({DUE_DATE_RANGE}) OR NOT isfinite(due_at)"
     )
     op.create_check_constraint(op.f("ck_tasks_due_date_range"), "tasks", DUE_DATE_RANGE)
     op.create_check_constraint(op.f("ck_tasks_due_at_finite"), "tasks", "isfinite(due_at)")

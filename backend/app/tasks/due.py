@@ -67,7 +67,7 @@ def time_zone(name: str) -> zoneinfo.ZoneInfo:
     return zoneinfo.ZoneInfo(name)
 
 
-DUE_RANGE = f"from {FIRST_DUE_DAY.isoformat()} to {LAST_DUE_DAY.isoformat()}"
+_DUE_RANGE = f"from {FIRST_DUE_DAY.isoformat()} to {LAST_DUE_DAY.isoformat()}"
 # Before and after the instant of every due the range allows, whatever its zone's offset
 # (none is a day or more).
 _BEFORE_EVERY_DUE = dt.datetime.combine(FIRST_DUE_DAY, dt.time(0), dt.UTC) - dt.timedelta(days=2)
@@ -139,7 +139,7 @@ class DueDayIn(BaseModel):
     @classmethod
     def _in_range(cls, value: dt.date) -> dt.date:
         if not FIRST_DUE_DAY <= value <= LAST_DUE_DAY:
-            raise ValueError(f"must be a day {DUE_RANGE}")
+            raise ValueError(f"must be a day {_DUE_RANGE}")
         return value
 
     def columns(self) -> dict[str, Any]:
@@ -183,7 +183,7 @@ class DueTimeIn(BaseModel):
         except ValueError:
             raise ValueError("has a datetime that is not a date and time of the calendar") from None
         if not FIRST_DUE_DAY <= local.date() <= LAST_DUE_DAY:
-            raise ValueError(f"must be on a day {DUE_RANGE}")
+            raise ValueError(f"must be on a day {_DUE_RANGE}")
         return self
 
     def local(self) -> dt.datetime:

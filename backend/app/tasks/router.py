@@ -21,7 +21,7 @@ from app.http.resources import (
 from app.idempotency.deps import CHANGE_HEADERS, KEY_HEADERS, safe_write
 from app.idempotency.replay import StoredResponse
 from app.tasks.deps import TaskRepoDep
-from app.tasks.due import DUE_RANGE, DueBound, TimeZoneName, time_zone
+from app.tasks.due import DueBound, TimeZoneName, time_zone
 from app.tasks.errors import InvalidTimeZoneError
 from app.tasks.listing import CURSOR_PATTERN as LISTING_CURSOR_PATTERN
 from app.tasks.listing import (
@@ -55,8 +55,6 @@ from app.tasks.schemas import (
 )
 
 logger = structlog.get_logger("app.tasks")
-# What due_before and due_after take.
-INSTANT = f"RFC 3339 with an offset, {DUE_RANGE}"
 
 
 router = APIRouter(
@@ -102,14 +100,15 @@ async def list_tasks(
     due_before: Annotated[
         DueBound | SkipJsonSchema[None],
         Query(
-            description=f"Due before this instant ({INSTANT}; an all-day due counts as 00:00 UTC)"
+            description="Due before this instant (RFC 3339 with an offset; an all-day due "
+            "counts as 00:00 UTC)"
         ),
     ] = None,
     due_after: Annotated[
         DueBound | SkipJsonSchema[None],
         Query(
-            description=f"Due at or after this instant ({INSTANT}; an all-day due counts as "
-            "00:00 UTC)"
+            description="Due at or after this instant (RFC 3339 with an offset; an all-day due "
+            "counts as 00:00 UTC)"
         ),
     ] = None,
     overdue: Annotated[

@@ -159,6 +159,11 @@ async def test_updates_ignore_owner_id_and_timestamps_sent_in_the_body(
     method: str,
 ) -> None:
     created = await create_task(client, account, "old")
+    # A task changes lists and places only through /move (README): these are ignored too.
+    other_list = await client.post(
+        f"/api/{account.id}/lists", json={"name": "Elsewhere"}, headers=account.headers
+    )
+    assert other_list.status_code == 201, other_list.text
 
     response = await client.request(
         method,
@@ -169,6 +174,8 @@ async def test_updates_ignore_owner_id_and_timestamps_sent_in_the_body(
             "user_id": other_account.id,
             "created_at": "2001-01-01T00:00:00Z",
             "completed_at": "2001-01-01T00:00:00Z",
+            "list_id": other_list.json()["id"],
+            "position": "0",
         },
         headers=account.headers,
     )
@@ -183,3 +190,6 @@ async def test_updates_ignore_owner_id_and_timestamps_sent_in_the_body(
     assert str(row["user_id"]) == account.id
     assert row["created_at"] == parse_time(created["created_at"])
     assert row["completed_at"] is None
+    assert (body["list_id"], body["position"]) == (created["list_id"], created["position"])
+    assert str(row["list_id"]) == created["list_id"]
+    assert row["position"] == created["position"]
